@@ -1,5 +1,15 @@
-"""Model specs: the config dataclass and the Keras builders."""
-from .builder import build_model, model_summary, receptive_field
-from .config import ConfigError, ModelConfig
+"""Model specs: the config dataclass and the Keras builders.
+
+The builders import Keras; they load on first use so that checking a config stays fast.
+"""
+from .config import ConfigError, ModelConfig, receptive_field
 
 __all__ = ["ConfigError", "ModelConfig", "build_model", "model_summary", "receptive_field"]
+
+
+def __getattr__(name):
+    if name in ("build_model", "model_summary"):
+        from . import builder
+
+        return getattr(builder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

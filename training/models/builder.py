@@ -86,17 +86,3 @@ def model_summary(model: keras.Model) -> dict:
         "flops_per_image": int(sum(row["flops"] for row in rows)),
     }
 
-
-def receptive_field(config: ModelConfig) -> int:
-    """Receptive field (pixels, one side) of one unit after the last conv block."""
-    if config.model != "cnn":
-        return config.input_shape[0]
-    field, jump = 1, 1
-    for _ in range(config.depth):
-        for _ in range(config.convs_per_block):
-            field += (config.kernel_size - 1) * jump
-            jump *= config.stride
-        if config.pooling != "none":
-            field += (config.pool_size - 1) * jump
-            jump *= config.pool_size
-    return field

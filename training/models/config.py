@@ -201,3 +201,18 @@ def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
     if padding == "same":
         return -(-size // stride)
     return (size - kernel) // stride + 1
+
+
+def receptive_field(config: ModelConfig) -> int:
+    """Receptive field (pixels, one side) of one unit after the last conv block."""
+    if config.model != "cnn":
+        return config.input_shape[0]
+    size, jump = 1, 1
+    for _ in range(config.depth):
+        for _ in range(config.convs_per_block):
+            size += (config.kernel_size - 1) * jump
+            jump *= config.stride
+        if config.pooling != "none":
+            size += (config.pool_size - 1) * jump
+            jump *= config.pool_size
+    return size

@@ -1,0 +1,317 @@
+"""`convlab launch`: upload a data set to S3 and run the training entry point as a SageMaker
+training job with SDK v3 (`sagemaker.train.ModelTrainer`).
+
+    convlab launch --role ARN [--data DIR|s3://PREFIX] [--model cnn] [--epochs 5 ...]
+    convlab launch --local-container [--data DIR] ...     (LOCAL_CONTAINER mode: needs Docker)
+
+1. data: a local folder in any format the readers accept (default: Fashion-MNIST's IDX files) goes
+   to s3://BUCKET/PREFIX/train/ and .../test/ with a progress bar; unchanged files are skipped.
+2. the job: the staged source dir (train.py + training/ + requirements.txt, no convlab needed),
+   AWS's TensorFlow training image for the region (or --image-uri), instance type and count
+   (more than one: the entry point trains with MultiWorkerMirroredStrategy across SM_HOSTS),
+   channels train/test, the model config as hyperparameters, metric definitions for the entry
+   point's `convlab-metrics` line, managed spot training with a checkpoint S3 URI and max wait.
+3. it waits (optionally streaming the logs), prints metrics.json and the model.tar.gz URI that
+   `convlab deploy` takes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, s3_channels, upload_dataset
+from convlab.sagemaker_setup import (ROLE_ENV, LaunchError, resolve_role, resolve_training_image,
+                                     sagemaker_session)
+from training.data import DataError, find_fashion_mnist
+from training.local import ENTRY_SCRIPT, stage_source_dir
+from training.metrics import METRIC_DEFINITIONS
+
+log = logging.getLogger("convlab.launch")
+
+LOCAL_IMAGE = "convlab:latest"  # scripts/docker_build.sh builds it from the Dockerfile
+
+
+@dataclass
+class LaunchConfig:
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    base_job_name: str | None = None        # default: convlab-<model>
+    data: str | None = None                 # local folder or s3:// prefix; None: Fashion-MNIST
+    channels: dict[str, str] | None = None  # already uploaded channels (upload_dataset)
+    bucket: str | None = None               # default: sagemaker-<region>-<account>
+    prefix: str = "convlab/data"
+    role: str | None = None
+    region: str | None = None
+    image_uri: str | None = None
+    framework_version: str | None = None
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    volume_gb: int = 30
+    spot: bool = True
+    max_run_s: int = 3600
+    max_wait_s: int = 7200
+    checkpoint_uri: str | None = None       # default: per job, chosen by the SDK
+    output_path: str | None = None          # default: s3://BUCKET/convlab/output/
+    local_container: bool = False
+    dry_run: bool = False                   # everything up to, not including, creating the job
+    work_dir: Path = Path("work/launch")
+    progress: bool = True
+
+
+@dataclass
+class Submission:
+    trainer: Any
+    job_name: str
+    mode: str
+    image_uri: str
+    image_source: str
+    channels: dict[str, str]
+    hyperparameters: dict[str, str]
+    work_dir: Path
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job_name": self.job_name, "mode": self.mode, "dry_run": self.dry_run, "image_uri": self.image_uri,
+                "image_source": self.image_source, "channels": self.channels,
+                "hyperparameters": self.hyperparameters}
+
+
+@dataclass
+class LaunchResult:
+    job_name: str
+    status: str
+    mode: str
+    image_uri: str
+    image_source: str
+    channels: dict[str, str]
+    hyperparameters: dict[str, str]
+    model_uri: str
+    output_uri: str | None = None
+    checkpoint_uri: str | None = None
+    metrics: dict[str, Any] | None = None
+    metrics_note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def job_hyperparameters(raw: dict[str, Any]) -> dict[str, str]:
+    """The model config plus the training parameters given, as strings; checked before launching."""
+    from training.hyperparameters import parse_hyperparameters
+    from training.models.config import ConfigError
+
+    try:
+        params, config = parse_hyperparameters(raw)
+        try:
+            config.validate()
+        except ConfigError as exc:
+            if not str(exc).startswith("layer "):
+                raise  # feature-map sizes depend on the data's image size: the job checks those
+    except ConfigError as exc:
+        raise LaunchError(str(exc)) from None
+    given = {str(k).replace("-", "_") for k in raw}
+    chosen = {k: v for k, v in params.to_dict().items() if k in given}
+    return {**config.to_hyperparameters(),
+            **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in chosen.items()}}
+
+
+# -- the job -------------------------------------------------------------------------------------
+def check_docker() -> None:
+    hint = "train without Docker with `convlab train --local --train DATA_DIR`"
+    if shutil.which("docker") is None:
+        raise LaunchError(f"--local-container runs the training image with Docker, and there is no "
+                          f"`docker` command here: {hint}")
+    try:
+        running = subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        running = False
+    if not running:
+        raise LaunchError(f"--local-container needs a running Docker engine (`docker info` failed): {hint}")
+
+
+def build_trainer(cfg: LaunchConfig, session: Any, role: str | None, image_uri: str,
+                  hyperparameters: dict[str, str]) -> Any:
+    from sagemaker.core.training.configs import (CheckpointConfig, Compute, MetricDefinition,
+                                                 OutputDataConfig, SourceCode, StoppingCondition)
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
+
+    local, spot = cfg.local_container, cfg.spot and not cfg.local_container
+    source = stage_source_dir(cfg.work_dir / "source")
+    container_root = (cfg.work_dir / "container").resolve()
+    if local:
+        container_root.mkdir(parents=True, exist_ok=True)
+    output = cfg.output_path or (None if local else f"s3://{session.default_bucket()}/convlab/output/")
+    trainer = ModelTrainer(
+        training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
+        sagemaker_session=session, role=role, base_job_name=cfg.base_job_name,
+        training_image=image_uri, hyperparameters=hyperparameters,
+        source_code=SourceCode(source_dir=str(source), entry_script=ENTRY_SCRIPT, requirements="requirements.txt"),
+        compute=Compute(instance_type="local" if local else cfg.instance_type, instance_count=cfg.instance_count,
+                        volume_size_in_gb=cfg.volume_gb, enable_managed_spot_training=spot or None),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=cfg.max_run_s,
+                                             max_wait_time_in_seconds=cfg.max_wait_s if spot else None),
+        output_data_config=OutputDataConfig(s3_output_path=output, compression_type="GZIP") if output else None,
+        checkpoint_config=CheckpointConfig(s3_uri=cfg.checkpoint_uri) if spot else None,
+        local_container_root=str(container_root),
+    )
+    return trainer.with_metric_definitions(
+        [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS])
+
+
+def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
+    """Check everything, upload the data, and create the training job (a local container runs now).
+    With cfg.dry_run the SDK validates the whole request and nothing is created."""
+    from botocore.exceptions import ClientError
+    from sagemaker.core.training.configs import InputData
+
+    hyperparameters = job_hyperparameters(cfg.hyperparameters)
+    cfg = replace(cfg, base_job_name=cfg.base_job_name or f"convlab-{hyperparameters['model']}")
+    if cfg.spot and not cfg.local_container and cfg.max_wait_s < cfg.max_run_s:
+        raise LaunchError(f"--max-wait {cfg.max_wait_s} is below --max-run {cfg.max_run_s}: managed spot "
+                          "training needs max wait >= max run")
+    if cfg.instance_count > 1:
+        log.info("%d instances: the entry point trains with MultiWorkerMirroredStrategy across SM_HOSTS",
+                 cfg.instance_count)
+    if cfg.local_container:
+        if not cfg.dry_run:
+            check_docker()
+        data = Path(cfg.data) if cfg.data else find_fashion_mnist()
+        if data is None or not data.exists():
+            raise LaunchError(f"--local-container reads local data: {cfg.data or 'Fashion-MNIST'} is not here")
+        channels = {c: str((data / c).resolve()) for c in CHANNELS if (data / c).is_dir()} or \
+            {"train": str(data.resolve())}
+        image, source, role = cfg.image_uri or LOCAL_IMAGE, "local image", None
+    else:
+        session = session or sagemaker_session(cfg.region, cfg.bucket)
+        role = resolve_role(cfg.role, session)
+        image, source = resolve_training_image(cfg.image_uri, session.boto_region_name, cfg.instance_type,
+                                               cfg.framework_version)
+        s3 = session.boto_session.client("s3")
+        if cfg.channels:
+            channels = dict(cfg.channels)
+        elif cfg.data and cfg.data.startswith("s3://"):
+            channels = s3_channels(s3, cfg.data)
+        else:
+            channels = upload_dataset(s3, cfg.data, session.default_bucket(), cfg.prefix, cfg.progress)
+    trainer = build_trainer(cfg, session, role, image, hyperparameters)
+    inputs = [InputData(channel_name=name, data_source=uri) for name, uri in channels.items()]
+    try:
+        trainer.train(input_data_config=inputs, wait=cfg.local_container, logs=False, dry_run=cfg.dry_run)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise LaunchError(f"CreateTrainingJob refused: {error.get('Code')}: {error.get('Message')}") from None
+    job = trainer._latest_training_job
+    name = job.training_job_name if job is not None else \
+        f"{cfg.base_job_name} ({'dry run' if cfg.dry_run else 'local container'})"
+    log.info("training job %s: %s on %d x %s", name, image, cfg.instance_count, cfg.instance_type)
+    return Submission(trainer, name, "local_container" if cfg.local_container else "sagemaker",
+                      image, source, channels, hyperparameters, Path(cfg.work_dir), cfg.dry_run)
+
+
+def finish(sub: Submission, logs: bool = False, poll_s: int = 30) -> LaunchResult:
+    """Wait for the job, then read its metrics.json; a failed job is a LaunchError with its reason."""
+    from sagemaker.core.utils.exceptions import FailedStatusError
+
+    job = sub.trainer._latest_training_job
+    if job is None:  # local container: finished inside submit
+        root = sub.work_dir.resolve() / "container" / "compressed_artifacts"
+        result = LaunchResult(sub.job_name, "Completed", sub.mode, sub.image_uri, sub.image_source,
+                              sub.channels, sub.hyperparameters, f"file://{root / 'model.tar.gz'}")
+        s3 = None
+    else:
+        try:
+            job.wait(poll=poll_s, logs=logs)
+        except FailedStatusError as exc:
+            raise LaunchError(f"training job {sub.job_name} failed: {job.failure_reason or exc}") from None
+        if job.training_job_status != "Completed":
+            raise LaunchError(f"training job {sub.job_name} ended {job.training_job_status}: "
+                              f"{job.failure_reason or 'stopped before it completed'}")
+        checkpoint = getattr(job.checkpoint_config, "s3_uri", None)
+        model_uri = job.model_artifacts.s3_model_artifacts
+        result = LaunchResult(sub.job_name, "Completed", sub.mode, sub.image_uri,
+                              sub.image_source, sub.channels, sub.hyperparameters, model_uri,
+                              model_uri.rsplit("/", 1)[0] + "/output.tar.gz",
+                              checkpoint if isinstance(checkpoint, str) else None)
+        s3 = sub.trainer.sagemaker_session.boto_session.client("s3")
+    try:
+        result.metrics = fetch_metrics(s3, result.model_uri, sub.work_dir / "jobs" / sub.job_name)
+    except MetricsUnavailable as exc:
+        result.metrics_note = str(exc)
+        log.warning("training job %s: %s", sub.job_name, exc)
+    return result
+
+
+def launch(cfg: LaunchConfig, session: Any = None, logs: bool = False,
+           wait: bool = True) -> LaunchResult | Submission:
+    """submit, then (unless wait is False or it is a dry run) finish."""
+    submission = submit(cfg, session)
+    return finish(submission, logs=logs) if wait and not cfg.dry_run else submission
+
+
+# -- command line --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="convlab launch", allow_abbrev=False, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Any other --name value pair is a hyperparameter (--model mlp, --epochs 10, "
+                                       "--filters 64 ...; python -m training.train --help lists them).")
+    p.add_argument("--data", help="local data folder or s3:// prefix holding train/ (default: Fashion-MNIST)")
+    p.add_argument("--bucket", help="S3 bucket (default: sagemaker-<region>-<account>)")
+    p.add_argument("--prefix", default="convlab/data", help="key prefix for the uploaded data")
+    p.add_argument("--role", help=f"execution role ARN (default: ${ROLE_ENV}, then the caller's role)")
+    p.add_argument("--region", help="AWS region (default: the usual AWS configuration)")
+    p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters")
+    p.add_argument("--job-name", help="base job name (default: convlab-<model>)")
+    p.add_argument("--instance-type", default="ml.m5.xlarge")
+    p.add_argument("--instance-count", type=int, default=1, help="> 1: multi-worker training")
+    p.add_argument("--image-uri", help="training image (default: AWS's TensorFlow training image; "
+                                       f"--local-container: {LOCAL_IMAGE})")
+    p.add_argument("--framework-version", help="TensorFlow version of AWS's image (default: the installed one)")
+    p.add_argument("--on-demand", action="store_true", help="no managed spot training")
+    p.add_argument("--max-run", type=int, default=3600, help="max training seconds")
+    p.add_argument("--max-wait", type=int, default=7200, help="max seconds including waiting for spot capacity")
+    p.add_argument("--checkpoint-uri", help="s3:// URI for spot checkpoints (default: per job)")
+    p.add_argument("--output-path", help="s3:// prefix for model.tar.gz (default: s3://BUCKET/convlab/output/)")
+    p.add_argument("--no-wait", action="store_true", help="create the job and return")
+    p.add_argument("--dry-run", action="store_true", help="check and upload everything, create no job")
+    p.add_argument("--logs", action="store_true", help="stream the job's logs while waiting")
+    p.add_argument("--local-container", action="store_true", help="ModelTrainer LOCAL_CONTAINER mode (Docker)")
+    p.add_argument("--work-dir", type=Path, default=Path("work/launch"))
+    p.add_argument("--no-progress", action="store_true", help="no upload progress bar")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from training.environment import parse_cli_hyperparameters
+
+    args, rest = build_parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("botocore", "sagemaker.config"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        raw = json.loads(args.hyperparameters.read_text()) if args.hyperparameters else {}
+        raw.update(parse_cli_hyperparameters(rest))
+        cfg = LaunchConfig(
+            hyperparameters=raw, base_job_name=args.job_name, data=args.data, bucket=args.bucket,
+            prefix=args.prefix, role=args.role, region=args.region, image_uri=args.image_uri,
+            framework_version=args.framework_version, instance_type=args.instance_type,
+            instance_count=args.instance_count, spot=not args.on_demand, max_run_s=args.max_run,
+            max_wait_s=args.max_wait, checkpoint_uri=args.checkpoint_uri, output_path=args.output_path,
+            local_container=args.local_container, dry_run=args.dry_run, work_dir=args.work_dir,
+            progress=not args.no_progress)
+        outcome = launch(cfg, logs=args.logs, wait=not args.no_wait)
+    except (LaunchError, DataError, ValueError, OSError, BotoCoreError, ClientError) as exc:
+        print(f"convlab launch: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(outcome.as_dict(), indent=2, default=str))
+    return 0

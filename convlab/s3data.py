@@ -1,0 +1,179 @@
+"""The S3 side of a launch: a local data set -> channel prefixes, and a finished job -> metrics.json.
+
+A data set folder is uploaded file by file as it is (any format the readers accept), so the job's
+channels hold exactly what `convlab train --local` would read:
+
+    <folder>/train/..., <folder>/test/...      -> PREFIX/train/..., PREFIX/test/...
+    <folder> with files of both splits         -> test-only files (t10k-*, test_batch, ...) to
+                                                  PREFIX/test/, every other file to PREFIX/train/
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from training.data import DataError, detect, find_fashion_mnist
+
+log = logging.getLogger("convlab.launch")
+
+CHANNELS = ("train", "test")
+MD5_METADATA = "convlab-md5"  # object metadata: an unchanged file is not uploaded again
+MISSING_CODES = ("404", "NoSuchKey", "NotFound")
+
+
+class S3DataError(ValueError):
+    """A data set or job output in S3 that cannot be used; the message names the URI or folder."""
+
+
+class MetricsUnavailable(S3DataError):
+    """The job's outputs hold no metrics.json."""
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
+def _paths_in(entries: Any) -> set[Path]:
+    if isinstance(entries, Path):
+        return set(_files(entries))
+    if isinstance(entries, (list, tuple, set)):
+        return set().union(*(_paths_in(e) for e in entries)) if entries else set()
+    return set()
+
+
+def plan_upload(data: str | Path) -> dict[str, list[tuple[Path, str]]]:
+    """(file, key under the channel prefix) per channel. A folder with train/ (and test/) keeps that
+    split; otherwise files holding only test data (t10k-*, test_batch, ...) go to test/."""
+    data = Path(data)
+    if (data / "train").is_dir():
+        plan = {}
+        for channel in CHANNELS:
+            if (data / channel).is_dir():
+                detect(data / channel)
+                plan[channel] = [(p, p.relative_to(data / channel).as_posix()) for p in _files(data / channel)]
+        return plan
+    layout = detect(data)
+    if "train" not in layout.splits:
+        raise DataError(f"{data}: holds only {', '.join(sorted(layout.splits))} data; expected training data")
+    root = data.parent if data.is_file() else data
+    test_only = _paths_in(layout.splits.get("test", [])) - _paths_in(layout.splits["train"])
+    plan = {"train": [(p, p.relative_to(root).as_posix()) for p in _files(data) if p not in test_only]}
+    if test_only:
+        plan["test"] = [(p, p.relative_to(root).as_posix()) for p in sorted(test_only)]
+        plan["test"] += [(p, k) for p, k in plan["train"] if k == "classes.json"]
+    return plan
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _uploaded(s3: Any, bucket: str, key: str, md5: str) -> bool:
+    from botocore.exceptions import ClientError
+    try:
+        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(MD5_METADATA) == md5
+    except ClientError:
+        return False
+
+
+def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
+                   progress: bool = True) -> dict[str, str]:
+    """Upload a data set's files as they are to s3://bucket/prefix/{train,test}/; return the channels."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError
+    from tqdm import tqdm
+
+    if data is None:
+        data = find_fashion_mnist()
+        if data is None:
+            raise S3DataError("Fashion-MNIST is not installed: run scripts/get_fashion_mnist.sh or pass --data DIR")
+    plan, prefix = plan_upload(data), prefix.strip("/")
+    total = sum(path.stat().st_size for files in plan.values() for path, _ in files)
+    skipped = 0
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {Path(data).name}", disable=not progress)
+    with bar:
+        for channel, files in plan.items():
+            for path, relative in files:
+                key, md5 = f"{prefix}/{channel}/{relative}", _md5(path)
+                if _uploaded(s3, bucket, key, md5):
+                    skipped += 1
+                    bar.update(path.stat().st_size)
+                    continue
+                try:
+                    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {MD5_METADATA: md5}},
+                                   Callback=bar.update)
+                except (ClientError, S3UploadFailedError) as exc:
+                    raise S3DataError(f"cannot upload {path} to s3://{bucket}/{key}: {exc}") from None
+    channels = {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in plan}
+    for channel, files in plan.items():
+        expected = {f"{prefix}/{channel}/{relative}" for _, relative in files}
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{channel}/").get("Contents", [])
+        extra = [obj["Key"] for obj in listing if obj["Key"] not in expected]
+        if extra:
+            log.warning("%s also holds %d objects not in %s (e.g. %s): the job reads them too",
+                        channels[channel], len(extra), data, extra[0])
+    log.info("data %s -> %s (%d files, %d already there)", data, channels,
+             sum(len(files) for files in plan.values()), skipped)
+    return channels
+
+
+def s3_channels(s3: Any, uri: str) -> dict[str, str]:
+    """Channels of a data set already in S3: PREFIX/train/ and, when it holds objects, PREFIX/test/."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    channels = {}
+    for channel in CHANNELS:
+        key = f"{prefix.strip('/')}/{channel}/".lstrip("/")
+        if s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0):
+            channels[channel] = f"s3://{bucket}/{key}"
+    if "train" not in channels:
+        raise S3DataError(f"--data {uri}: no objects under {uri.rstrip('/')}/train/; expected the training "
+                          "data there (and optionally test data under test/)")
+    return channels
+
+
+def _archive_member(path: Path, name: str) -> dict[str, Any] | None:
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.lstrip("./") == name:
+                handle = tar.extractfile(member)
+                return json.loads(handle.read()) if handle else None
+    return None
+
+
+def fetch_metrics(s3: Any, model_uri: str, dest: Path) -> dict[str, Any]:
+    """metrics.json of a finished job: from output/output.tar.gz (small), else from model.tar.gz."""
+    from botocore.exceptions import ClientError
+
+    output_uri = model_uri.rsplit("/", 1)[0] + "/output.tar.gz"
+    for uri in (output_uri, model_uri):
+        if uri.startswith("file://"):
+            local = Path(uri[len("file://"):])
+            if not local.exists():
+                continue
+        else:
+            bucket, _, key = uri[len("s3://"):].partition("/")
+            local = dest / Path(key).name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                s3.download_file(bucket, key, str(local))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
+                    continue
+                raise S3DataError(f"cannot read {uri}: {exc}") from None
+        metrics = _archive_member(local, "metrics.json")
+        if metrics is not None:
+            log.info("metrics.json from %s", uri)
+            return metrics
+    raise MetricsUnavailable(f"no metrics.json: neither {output_uri} nor {model_uri} exists or holds one "
+                             "(the job wrote no artifacts there)")

@@ -1,0 +1,102 @@
+"""The SageMaker Studio notebook, executed end to end with nbclient against the live moto server.
+
+The kernel is a separate process: it reaches the server over HTTP through AWS_ENDPOINT_URL, and
+the harness (tests/fixtures_sdk.py) installs the SDK's after-call hook there through an IPython
+startup file. The server runs in this process, so the refusal of CreateEndpointConfig installed
+here is what the kernel's calls meet, as in a Learner Lab account. moto's training and transform
+jobs run nothing, so the deploy step gets a real model.tar.gz (a CNN trained on real data by the
+session's `trained_model_dir`) through CONVLAB_MODEL_URI.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import nbformat
+from nbclient import NotebookClient
+
+from .fixtures_sdk import TEST_BUCKET
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK = NOTEBOOKS / "convlab_sagemaker.ipynb"
+HOOK_PROBE = ("import botocore.handlers\n"
+              "print('harness hook:', any(spec[0] == 'after-call.sagemaker' and spec[1].__name__ == 'drop_empty_dicts'"
+              " for spec in botocore.handlers.BUILTIN_HANDLERS))")
+
+
+def _text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output["text"])
+        elif "data" in output and "text/plain" in output["data"]:
+            parts.append(output["data"]["text/plain"])
+    return "".join(parts)
+
+
+def test_notebook_matches_its_generator():
+    done = subprocess.run([sys.executable, str(NOTEBOOKS / "build_notebook.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_notebook_runs_end_to_end_and_falls_back_to_batch_transform(aws, deny_operations, kernel_environ,
+                                                                    model_archive, tmp_path):
+    deny_operations("CreateEndpointConfig")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=TEST_BUCKET)
+    s3.upload_file(str(model_archive), TEST_BUCKET, "models/cnn/model.tar.gz")
+    work = tmp_path / "work"
+    env = {**kernel_environ, "CONVLAB_MODEL_URI": f"s3://{TEST_BUCKET}/models/cnn/model.tar.gz",
+           "CONVLAB_WORK_DIR": str(work)}
+
+    before = sorted(NOTEBOOKS.rglob("*"))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(HOOK_PROBE))   # in this copy only
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    try:
+        client.execute(env=env)   # raises CellExecutionError naming the cell on any error
+    finally:
+        nbformat.write(notebook, tmp_path / "executed.ipynb")   # for a look after a failure
+
+    assert _text(notebook.cells.pop()).strip() == "harness hook: True"
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code_cells)
+    assert not [o for cell in code_cells for o in cell.outputs if o.output_type == "error"]
+    outputs = "\n".join(_text(cell) for cell in code_cells)
+    images = [o for cell in code_cells for o in cell.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3   # class distribution, sample grid, predictions
+    assert sorted(NOTEBOOKS.rglob("*")) == before   # everything it wrote went to CONVLAB_WORK_DIR
+
+    # Deploy: the endpoint was refused by the account's explicit deny, batch transform served.
+    result = json.loads((work / "deploy-result.json").read_text())
+    assert result["served_by"] == "transform"
+    assert [(a["step"], a["status"]) for a in result["attempts"]] == [("endpoint", "refused"), ("transform", "served")]
+    refusal = result["refusals"][0]
+    assert (refusal["operation"], refusal["error_code"]) == ("CreateEndpointConfig", "AccessDeniedException")
+    assert "explicit deny" in refusal["message"]
+    assert "served by: transform" in outputs and "why not endpoint: CreateEndpointConfig" in outputs
+
+    # What the notebook did in the account: two training jobs, one transform job, inputs in S3.
+    sm = boto3.client("sagemaker")
+    jobs = {j["TrainingJobName"]: sm.describe_training_job(TrainingJobName=j["TrainingJobName"])
+            for j in sm.list_training_jobs()["TrainingJobSummaries"]}
+    assert sorted(d["HyperParameters"]["model"] for d in jobs.values()) == ["cnn", "mlp"]
+    for described in jobs.values():
+        channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in described["InputDataConfig"]}
+        assert channels["train"] == f"s3://{TEST_BUCKET}/convlab/fashion-mnist/train/"
+        assert described["EnableManagedSpotTraining"] is True
+    transform = sm.describe_transform_job(TransformJobName=result["predictions"]["transform_job_name"])
+    assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"].endswith("/transform-input/")
+    inputs = s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="convlab/fashion-mnist/transform-input/")["KeyCount"]
+    assert inputs == 10 == result["predictions"]["inputs"]
+
+    # The transform job (simulated) wrote nothing, so the notebook said so and predicted here.
+    predictions = sorted((work / "local-predictions").rglob("*.png.out"))
+    assert len(predictions) == 10 and "holds no outputs" in outputs and "10 answers (local predictions" in outputs
+    # Clean up: the SageMaker model the deploy registered is gone.
+    assert sm.list_models()["Models"] == []
