@@ -1,0 +1,1 @@
+"""Ship a model_dir: model.tar.gz, registration, and endpoint -> batch transform -> local serving."""

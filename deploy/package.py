@@ -1,0 +1,167 @@
+"""model.tar.gz from a model_dir: one archive for convlab's container and AWS's TF Serving one.
+
+Layout (top level of the archive):
+
+    1/saved_model.pb, 1/variables/...   SavedModel in a numbered version folder
+    model.onnx                          when the model_dir has it
+    labels.json, config.json, metrics.json (+ model_summary.json when present)
+    code/inference.py, code/requirements.txt (+ the modules the handler imports)
+
+`code/` sits beside the version folder, never inside it (sagemaker-python-sdk#831).
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from deploy.errors import PackageError, UnsafeArchiveError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("labels.json", "config.json", "metrics.json")
+OPTIONAL_FILES = ("model.onnx", "model_summary.json")
+REQUIRED_CODE = ("code/inference.py", "code/requirements.txt")
+VERSION_DIR = re.compile(r"^\d+$")
+
+
+def version_dirs(model_dir: Path) -> list[Path]:
+    return sorted((p for p in model_dir.iterdir() if p.is_dir() and VERSION_DIR.match(p.name)),
+                  key=lambda p: int(p.name))
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """The model_dir as a Path, or a PackageError naming every missing member."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise PackageError(f"model_dir {str(root)!r} is not a folder (expected the folder training "
+                           "wrote: 1/saved_model.pb, labels.json, config.json, metrics.json)")
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    versions = version_dirs(root)
+    if not any((v / "saved_model.pb").is_file() and (v / "variables").is_dir() for v in versions):
+        missing.append("1/saved_model.pb and 1/variables/ (a SavedModel in a numbered folder)")
+    if missing:
+        raise PackageError(f"model_dir {str(root)!r} lacks {', '.join(missing)} (see docs/model_dir.md)")
+    return root
+
+
+def _write_code(staging: Path) -> None:
+    """Write code/ (the handler and its modules) under `staging`."""
+    try:
+        from inference.code_bundle import write_code_dir
+    except ImportError as exc:
+        raise PackageError("packaging needs the inference package (inference.code_bundle) "
+                           f"to write code/inference.py: {exc}") from exc
+    write_code_dir(staging)
+
+
+def _add(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> None:
+    info = tar.gettarinfo(str(path), arcname=arcname)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = mtime
+    if info.isdir():
+        info.mode = 0o755
+        tar.addfile(info)
+        for child in sorted(path.iterdir()):
+            _add(tar, child, f"{arcname}/{child.name}", mtime)
+    elif info.isfile():
+        info.mode = 0o644
+        with open(path, "rb") as handle:
+            tar.addfile(info, handle)
+    else:
+        raise PackageError(f"{path} is neither a file nor a folder: it cannot go into model.tar.gz")
+
+
+def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path:
+    """Write model.tar.gz (default: <model_dir>/../model.tar.gz), verify it, return its path."""
+    root = check_model_dir(model_dir)
+    out = Path(dest) if dest else root.parent / "model.tar.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mtime = int(max(p.stat().st_mtime for p in root.iterdir()))
+    with tempfile.TemporaryDirectory(prefix="convlab-code-") as tmp:
+        code_dir = Path(tmp) / "code"
+        _write_code(Path(tmp))
+        partial = out.with_name(out.name + ".partial")
+        with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for version in version_dirs(root):
+                _add(tar, version, version.name, mtime)
+            for name in REQUIRED_FILES + OPTIONAL_FILES:
+                if (root / name).is_file():
+                    _add(tar, root / name, name, mtime)
+                elif name == "model.onnx":
+                    log.warning("%s has no model.onnx: the archive serves with TensorFlow only", root)
+            _add(tar, code_dir, "code", mtime)
+        partial.replace(out)
+    members = verify_archive(out)
+    log.info("wrote %s (%d members, %.1f KiB)", out, len(members), out.stat().st_size / 1024)
+    return out
+
+
+def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in parts:
+        return "contains '..'"
+    if member.issym() or member.islnk():
+        return f"is a link (to {member.linkname!r})"
+    if member.isdev():
+        return "is a device or FIFO"
+    if not (member.isfile() or member.isdir()):
+        return "is not a plain file or folder"
+    return None
+
+
+def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    members = tar.getmembers()
+    for member in members:
+        reason = _unsafe_reason(member)
+        if reason:
+            raise UnsafeArchiveError(f"{archive}: member {member.name!r} {reason}; refusing to "
+                                     "extract (only plain files and folders inside the archive)")
+    return members
+
+
+def _open(archive: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, "r:gz")
+    except (OSError, tarfile.TarError) as exc:
+        raise PackageError(f"{archive} is not a readable .tar.gz: {exc}") from exc
+
+
+def verify_archive(archive: str | Path) -> list[str]:
+    """Member names of a model.tar.gz, or a PackageError saying what is missing or misplaced."""
+    path = Path(archive)
+    with _open(path) as tar:
+        names = [m.name.rstrip("/") for m in _safe_members(tar, path)]
+    present = set(names)
+    problems = [f"missing {name}" for name in REQUIRED_FILES + REQUIRED_CODE if name not in present]
+    versions = {n.split("/")[0] for n in names if VERSION_DIR.match(n.split("/")[0]) and "/" in n}
+    if not any(f"{v}/saved_model.pb" in present and any(n.startswith(f"{v}/variables/") for n in names)
+               for v in versions):
+        problems.append("missing <version>/saved_model.pb with <version>/variables/ at the top level")
+    nested = sorted(n for n in names if re.match(r"^\d+/code(/|$)", n))
+    if nested:
+        problems.append(f"code/ is nested in the version folder ({nested[0]}); it must sit at the top level")
+    if problems:
+        raise PackageError(f"{path}: {'; '.join(problems)}")
+    return names
+
+
+def extract_archive(archive: str | Path, dest: str | Path) -> Path:
+    """Extract a model.tar.gz safely (tarfile "data" filter semantics, links refused)."""
+    path, out = Path(archive), Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    with _open(path) as tar:
+        members = _safe_members(tar, path)
+        try:
+            tar.extractall(out, members=members, filter="data")
+        except tarfile.FilterError as exc:
+            raise UnsafeArchiveError(f"{path}: {exc}; refusing to extract") from exc
+    return out

@@ -1,0 +1,161 @@
+"""Local batch transform on S3 images: 500 real Fashion-MNIST test images as PNG under nested
+prefixes of a live moto S3, the serving handler in process, `<key>.out` per image."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from deploy import cli
+from deploy.package import build_archive, extract_archive
+from deploy.score import class_folder, predicted_class, true_class
+from deploy.transform import Handler
+from tests.fixtures_data import png_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "transform-lab"
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained_model_dir, tmp_path_factory) -> Path:
+    archive = build_archive(trained_model_dir, tmp_path_factory.mktemp("transform") / "model.tar.gz")
+    return extract_archive(archive, tmp_path_factory.mktemp("transform-model"))
+
+
+@pytest.fixture(scope="module")
+def classes(model_dir) -> list[str]:
+    return json.loads((model_dir / "labels.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def pngs(fashion_test_images, classes) -> dict[str, bytes]:
+    """500 keys -> PNG bytes, nested two ways: <batch>/<class folder>/<n>.png."""
+    images, labels = fashion_test_images
+    assert len(images) == 500
+    return {f"shard-{i % 3}/{class_folder(classes[int(label)])}/img-{i:04d}.png": png_bytes(image)
+            for i, (image, label) in enumerate(zip(images, labels))}
+
+
+def upload(pngs: dict[str, bytes], prefix: str) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    for key, body in pngs.items():
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}{key}", Body=body)
+
+
+def outputs(prefix: str) -> dict[str, bytes]:
+    s3 = boto3.client("s3")
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"][len(prefix):]] = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+    return found
+
+
+def transform(*extra: str, capsys) -> dict:
+    code = cli.main(["transform", "--local", "--no-progress", *extra])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    return json.loads(printed)
+
+
+def test_every_image_gets_the_handlers_prediction(aws, model_dir, pngs, classes, capsys):
+    upload(pngs, "images/")
+    summary = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/images/",
+                        "--output", f"s3://{BUCKET}/predictions/", "--batch-size", "64", capsys=capsys)
+    assert (summary["inputs"], summary["written"], summary["failed"], summary["skipped"]) == (500, 500, 0, 0)
+    assert summary["images_per_second"] > 0
+
+    written = outputs("predictions/")
+    assert sorted(written) == sorted(f"{key}.out" for key in pngs)
+    handler = Handler(model_dir)
+    correct = 0
+    for key, body in pngs.items():
+        got = json.loads(written[f"{key}.out"])["predictions"][0]
+        # The same image through the handler on its own, as the server would answer it.
+        alone = json.loads(handler.encode(handler.predict(handler.decode(body, "image/png")))[0])["predictions"][0]
+        assert got["class_index"] == alone["class_index"] and got["label"] == alone["label"]
+        assert got["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
+        correct += predicted_class(written[f"{key}.out"]) == true_class(key, classes)
+    accuracy = correct / len(pngs)
+    assert accuracy > 0.5, f"accuracy {accuracy:.3f} (chance is 0.1)"
+
+
+def test_interrupted_run_resumes_with_no_missing_and_no_duplicate_outputs(aws, moto_server, model_dir, pngs,
+                                                                         capsys):
+    upload(pngs, "in/")
+    command = [sys.executable, str(ROOT / "scripts" / "transform.py"), "--local", "--no-progress",
+               "--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/in/", "--output", f"s3://{BUCKET}/out/",
+               "--batch-size", "1", "--workers", "1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    s3 = boto3.client("s3")
+    deadline = time.monotonic() + 60
+    done_before_kill = 0
+    while process.poll() is None and time.monotonic() < deadline:
+        done_before_kill = s3.list_objects_v2(Bucket=BUCKET, Prefix="out/").get("KeyCount", 0)
+        if done_before_kill >= 25:
+            process.send_signal(signal.SIGKILL)     # no chance to clean up: a hard interruption
+            break
+        time.sleep(0.02)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the transform finished before it could be interrupted"
+    interrupted = outputs("out/")
+    assert 25 <= len(interrupted) < 500
+    for key, body in interrupted.items():          # whatever exists is complete
+        assert key.endswith(".out") and json.loads(body)["predictions"][0]["label"]
+
+    summary = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/in/",
+                        "--output", f"s3://{BUCKET}/out/", capsys=capsys)
+    assert summary["skipped"] == len(interrupted)
+    assert summary["skipped"] + summary["written"] == 500 and summary["failed"] == 0
+    final = outputs("out/")
+    assert sorted(final) == sorted(f"{key}.out" for key in pngs)   # no missing, no extra, no partial
+
+    again = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/in/",
+                      "--output", f"s3://{BUCKET}/out/", capsys=capsys)
+    assert (again["skipped"], again["written"]) == (500, 0)
+
+
+def test_a_non_image_object_is_reported_and_the_rest_are_done(aws, model_dir, pngs, capsys):
+    few = dict(list(pngs.items())[:30])
+    upload(few, "mixed/")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="mixed/notes/readme.txt", Body=b"these are not pixels")
+    s3.put_object(Bucket=BUCKET, Key="mixed/shard-0/Bag/broken.png", Body=b"\x89PNG\r\n\x1a\n truncated")
+    summary = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/mixed/",
+                        "--output", f"s3://{BUCKET}/mixed-out/", capsys=capsys)
+    assert (summary["inputs"], summary["written"], summary["failed"]) == (32, 30, 2)
+    failures = {f["key"]: f for f in summary["failures"]}
+    assert set(failures) == {"notes/readme.txt", "shard-0/Bag/broken.png"}
+    for failure in failures.values():
+        assert failure["stage"] == "decode" and failure["status"] == 400 and failure["error"]
+    assert sorted(outputs("mixed-out/")) == sorted(f"{key}.out" for key in few)
+
+
+def test_the_same_command_works_on_local_folders(model_dir, pngs, tmp_path, capsys):
+    source = tmp_path / "images"
+    for key, body in list(pngs.items())[:60]:
+        (source / key).parent.mkdir(parents=True, exist_ok=True)
+        (source / key).write_bytes(body)
+    summary_path = tmp_path / "summary.json"
+    summary = transform("--model-dir", str(model_dir), "--input", str(source), "--output", str(tmp_path / "out"),
+                        "--summary", str(summary_path), capsys=capsys)
+    assert summary["written"] == 60 and json.loads(summary_path.read_text()) == summary
+    produced = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert produced == sorted(f"{key}.out" for key in list(pngs)[:60])
+
+
+def test_missing_input_prefix_is_a_clear_error(aws, model_dir, capsys):
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    code = cli.main(["transform", "--local", "--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/nothing/",
+                     "--output", f"s3://{BUCKET}/o/"])
+    assert code == 1
+    assert f"no input objects under s3://{BUCKET}/nothing/" in capsys.readouterr().err
