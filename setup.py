@@ -20,6 +20,8 @@ CORE = TENSORFLOW + [
 EXTRAS = {
     "sdk": ["sagemaker>=3.0"],
     "onnx": ["tf2onnx>=1.16", "onnxruntime>=1.18", "onnx>=1.16"],
+    # The embedded AWS (moto server) behind `convlab deploy --sandbox` and the demo.
+    "sandbox": ["moto[server]>=5.2.5"],
     "dev": [
         "moto[server]>=5.2.5",
         "pytest>=8.0",

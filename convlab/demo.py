@@ -1,0 +1,158 @@
+"""`convlab demo` (`make demo`): the whole lab on this machine, no AWS account needed.
+
+1. Train the baseline MLP and the CNN on the full Fashion-MNIST through the SageMaker entry point
+   in local mode (emulated /opt/ml) and compare them.
+2. Serve the CNN with the SageMaker HTTP server and classify test images over HTTP.
+3. Run a quick controlled experiment and write the lab report with its figures.
+4. Package model.tar.gz and run the deploy chain against an embedded AWS (moto) whose policy refuses
+   endpoints as a lab account does; show where the batch predictions landed and how accurate they are.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+log = logging.getLogger("convlab.demo")
+
+MODELS = {
+    "mlp": {"model": "mlp", "dense": "256,128"},
+    "cnn": {"model": "cnn", "depth": 2, "filters": 32, "kernel_size": 3, "dense": "128", "dropout": 0.25},
+}
+
+
+def banner(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def train_models(work: Path, data_dir: Path, epochs: int, max_train: int) -> dict[str, Path]:
+    from training import train as entry
+    from training.local import prepare_opt_ml
+
+    model_dirs, rows = {}, []
+    for name, hps in MODELS.items():
+        hps = {**hps, "epochs": epochs, "seed": 1, "max_train_samples": max_train}
+        root = prepare_opt_ml(work / name, {"train": str(data_dir)}, hps)
+        if entry.main([], root=root) != 0:
+            raise SystemExit(f"training the {name} failed: {(root / 'output' / 'failure').read_text()}")
+        model_dirs[name] = root / "model"
+        metrics = json.loads((root / "model" / "metrics.json").read_text())
+        rows.append((name, metrics))
+    banner("baseline MLP vs CNN (full Fashion-MNIST, test set never used for selection)")
+    print(f"{'model':<6}{'params':>10}{'FLOPs/image':>14}{'val acc':>10}{'test acc':>10}{'s/epoch':>10}")
+    for name, m in rows:
+        print(f"{name:<6}{m['params']:>10,}{m['flops_per_image']:>14,}{m['val_accuracy']:>10.4f}"
+              f"{m['test_accuracy']:>10.4f}{m['mean_seconds_per_epoch']:>10.1f}")
+    print(f"trained on {rows[0][1]['num_train']} images, validated on {rows[0][1]['num_val']}, "
+          f"tested on {rows[0][1]['num_test']}; {epochs} epochs")
+    return model_dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convlab demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", default="work/demo")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-train-samples", type=int, default=0, help="0 = all 60,000 images")
+    parser.add_argument("--skip", action="append", default=[], choices=["serve", "report", "deploy"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from training.data import find_fashion_mnist
+
+    data_dir = find_fashion_mnist()
+    if data_dir is None:
+        raise SystemExit("Fashion-MNIST not found: run `make data` (scripts/get_fashion_mnist.sh)")
+    work = Path(args.work_dir).resolve()
+    started = time.perf_counter()
+    banner("1. training through the SageMaker entry point (local mode)")
+    model_dirs = train_models(work / "train", data_dir, args.epochs, args.max_train_samples)
+    for step in STEPS:
+        if step.__name__.split("_")[1] not in args.skip:
+            step(work, data_dir, model_dirs)
+    banner(f"done in {time.perf_counter() - started:.0f} s; everything is under {work}")
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def step_serve(work: Path, data_dir: Path, model_dirs: dict[str, Path], count: int = 8) -> None:
+    """Start the real server process on the CNN and classify test images sent as PNG over HTTP."""
+    import io
+    import signal
+    import subprocess
+    import urllib.request
+
+    from PIL import Image
+
+    from training.data import read_channel
+
+    banner("2. serving the CNN locally (SageMaker HTTP contract, no Docker)")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "inference.server", "--model-dir", str(model_dirs["cnn"]),
+                               "--host", "127.0.0.1", "--port", str(port)])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/ping", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the server did not come up; see its log above")
+            time.sleep(0.2)
+        test = read_channel(data_dir, "test")
+        right = 0
+        for index in range(count):
+            buffer = io.BytesIO()
+            Image.fromarray(test.images[index][..., 0]).save(buffer, format="PNG")
+            request = urllib.request.Request(base + "/invocations", data=buffer.getvalue(),
+                                             headers={"Content-Type": "image/png", "Accept": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                answer = json.loads(reply.read())
+            prediction = answer["predictions"][0] if "predictions" in answer else answer[0]
+            truth = test.classes[int(test.labels[index])]
+            right += prediction["label"] == truth
+            print(f"POST /invocations test image {index}: predicted {prediction['label']:<12} "
+                  f"(p={max(prediction['probabilities'].values()):.2f})  true {truth}")
+        print(f"{right}/{count} correct over HTTP at {base}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def step_deploy(work: Path, data_dir: Path, model_dirs: dict[str, Path], count: int = 1000) -> None:
+    """Package the CNN and run the deploy chain against an embedded AWS that refuses endpoints and
+    transform jobs as a lab account's policy does: the chain ends in local batch transform on S3."""
+    from deploy.fallback import summary_line
+    from deploy.sandbox_run import sandbox_deploy
+    from deploy.score import write_image_folder
+    from training.data import read_channel
+
+    banner("4. deploy: model.tar.gz, registration, endpoint -> batch transform -> local (embedded AWS)")
+    test = read_channel(data_dir, "test")
+    classes = json.loads((model_dirs["cnn"] / "labels.json").read_text())
+    images = work / "deploy-images"
+    write_image_folder(test.images[:count], test.labels[:count], classes, images)
+    result = sandbox_deploy(model_dirs["cnn"], images, work_dir=work / "deploy")
+    print(summary_line(result))
+
+
+STEPS: list = [step_serve, step_deploy]
+
+if __name__ == "__main__":
+    sys.exit(main())
