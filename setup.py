@@ -14,7 +14,7 @@ CORE = TENSORFLOW + [
     "boto3>=1.34",
     "tqdm>=4.66",
     "starlette>=0.37",
-    "uvicorn>=0.30",
+    "uvicorn[standard]>=0.30",
     "matplotlib>=3.8",
 ]
 EXTRAS = {

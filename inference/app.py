@@ -1,0 +1,292 @@
+"""The SageMaker hosting contract as an ASGI app (Starlette): GET /ping, POST /invocations,
+GET /execution-parameters.
+
+/ping answers 503 while the model loads (in the background, so the port is open at once) and 200
+once it is ready. A request's mistakes are answered 4xx with a JSON body naming the problem
+(415 content type, 413 payload, 406 Accept, 400 input); only the server's own faults are 5xx.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import decoders, encoders
+from .batching import MicroBatcher
+from .errors import BadInput, InferenceError, PayloadTooLarge
+from .overrides import Handler, load_handler
+
+log = logging.getLogger("convlab.serve")
+access_log = logging.getLogger("convlab.serve.access")
+
+SETTINGS_ENV = "CONVLAB_SERVE_SETTINGS"
+THREAD_DECODE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop
+DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many limits, then the connection closes
+
+
+@dataclass
+class ServeSettings:
+    model_dir: str
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    timeout: float = 60.0
+    max_payload_mb: float = 6.0
+    max_batch: int = 64
+    batch_wait_ms: float = 2.0
+    backend: str = "auto"
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return int(self.max_payload_mb * 1024 * 1024)
+
+
+def error_status(exc: BaseException) -> int | None:
+    """The HTTP status of a typed request error, including those of a handler copy shipped in
+    code/ (its own error classes, same shape)."""
+    if isinstance(exc, InferenceError):
+        return exc.status
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 400 <= status < 600 and callable(getattr(exc, "to_dict", None)):
+        return status
+    return None
+
+
+def json_response(document: dict, status: int, headers: dict | None = None) -> Response:
+    return Response(json.dumps(document), status_code=status, media_type="application/json", headers=headers)
+
+
+class ServingState:
+    def __init__(self, settings: ServeSettings, handler: Handler, on_fatal: Callable[[], None]):
+        self.settings = settings
+        self.handler = handler
+        self.on_fatal = on_fatal
+        self.model = None
+        self.ready = False
+        self.started = time.perf_counter()
+        self.executor: ThreadPoolExecutor | None = None
+        self.batcher: MicroBatcher | None = None
+
+    def expected_shape(self):
+        prep = getattr(self.model, "preprocessing", None)
+        return getattr(prep, "shape", None)
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.model = await loop.run_in_executor(self.executor, self.handler.model_fn, self.settings.model_dir)
+        except Exception:
+            log.exception("model_fn failed to load %s; the server stops", self.settings.model_dir)
+            self.on_fatal()
+            return
+        if self.handler.all_convlab:
+            await loop.run_in_executor(self.executor, self._warm_up)
+        self.ready = True
+        log.info("model ready after %.2f s (%s)", time.perf_counter() - self.started,
+                 getattr(self.model, "info", {}).get("backend", "user model_fn"))
+
+    def _warm_up(self) -> None:
+        """Decode, predict and encode one image so the first client does not pay for lazy imports."""
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("L", (2, 2)).save(buffer, "PNG")
+        data = self.handler.input_fn(buffer.getvalue(), "image/png")
+        self.handler.output_fn(self.handler.predict_fn(data, self.model), "application/json")
+
+    def predict_batch(self, batch: np.ndarray):
+        return self.handler.predict_fn(batch, self.model)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLarge(f"the body is larger than the {limit / 1048576:g} MB payload limit "
+                                "(MaxPayloadInMB / --max-payload-mb)")
+    if declared and declared.isdigit() and int(declared) > limit:
+        await _drain(request, limit * DRAIN_FACTOR)
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > limit * DRAIN_FACTOR:
+            break  # past the drain budget: answer now, the connection closes
+    if size > limit:
+        raise too_large
+    return b"".join(chunks)
+
+
+async def _drain(request: Request, budget: int) -> None:
+    """Read and drop the rest of an oversized body so the client can read the 413."""
+    async for chunk in request.stream():
+        budget -= len(chunk)
+        if budget < 0:
+            break
+
+
+async def invocations(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    started = time.perf_counter()
+    status, images, size = 500, 0, 0
+    content_type = request.headers.get("content-type")
+    accept = request.headers.get("accept")
+    batcher = state.batcher
+    batcher.arriving += 1
+    arriving = True
+    try:
+        if not state.ready:
+            status = 503
+            return json_response({"error": "service unavailable", "status": 503,
+                                  "message": "the model is still loading; retry when GET /ping answers 200"}, 503)
+        handler = state.handler
+        if handler.builtin_input:
+            decoders.check_content_type(content_type)
+        body = await read_body(request, state.settings.max_payload_bytes)
+        size = len(body)
+        if handler.builtin_output:
+            encoders.choose_accept(accept)
+        try:
+            if size > THREAD_DECODE_BYTES:
+                data = await asyncio.get_running_loop().run_in_executor(None, handler.input_fn, body, content_type)
+            else:
+                data = handler.input_fn(body, content_type)
+        except Exception as exc:
+            if error_status(exc) is not None:
+                raise
+            raise BadInput(f"input_fn could not decode the {content_type or 'untyped'} body: "
+                           f"{type(exc).__name__}: {exc}") from exc
+        batcher.arriving -= 1
+        arriving = False
+        images = len(data) if isinstance(data, np.ndarray) and data.ndim else 0
+        batchable = (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
+                     and data.shape[1:] == state.expected_shape())
+        if batchable:
+            waiting = batcher.submit(data)
+        else:
+            waiting = asyncio.get_running_loop().run_in_executor(state.executor, handler.predict_fn, data, state.model)
+        try:
+            prediction = await asyncio.wait_for(waiting, state.settings.timeout)
+        except asyncio.TimeoutError:
+            status = 504
+            return json_response({"error": "gateway timeout", "status": 504, "message":
+                                  f"the prediction took over {state.settings.timeout:g} s "
+                                  "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
+        payload, media = handler.output_fn(prediction, accept)
+        status = 200
+        return Response(payload, media_type=media)
+    except ClientDisconnect:
+        status = 499  # logged only: nobody is left to answer
+        return Response(status_code=400)
+    except Exception as exc:
+        status = error_status(exc)
+        if status is None:
+            status = 500
+            log.exception("POST /invocations failed")
+            return json_response({"error": "internal error", "status": 500,
+                                  "message": f"{type(exc).__name__}: {exc}"}, 500)
+        document = exc.to_dict()
+        return json_response(document, status)
+    finally:
+        if arriving:
+            batcher.arriving -= 1
+        access_log.info("POST /invocations %d %s images=%d bytes=%d %.2fms", status, content_type or "-",
+                        images, size, (time.perf_counter() - started) * 1000)
+
+
+async def ping(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    if state.ready:
+        batcher = state.batcher
+        return json_response({"status": "ready", "model": getattr(state.model, "info", {}),
+                              "batched_model_calls": batcher.calls, "batched_images": batcher.images}, 200)
+    return json_response({"status": "loading"}, 503)
+
+
+async def execution_parameters(request: Request) -> Response:
+    settings: ServeSettings = request.app.state.serving.settings
+    return json_response({"MaxConcurrentTransforms": max(1, settings.workers), "BatchStrategy": "MULTI_RECORD",
+                          "MaxPayloadInMB": max(1, int(settings.max_payload_mb))}, 200)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    return json_response({"error": exc.detail, "status": exc.status_code,
+                          "message": f"{request.method} {request.url.path}: {exc.detail}; the server answers "
+                                     "GET /ping, POST /invocations, GET /execution-parameters"},
+                         exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = None,
+              load_in_background: bool = True) -> Starlette:
+    """The app for one worker. The user's code/inference.py is imported here, so an import error
+    stops the server before it listens. The model loads in the background (/ping answers 503 until
+    it is ready), or, with load_in_background=False, before the worker accepts connections: worker
+    processes sharing one socket do that, so no request reaches a worker still loading."""
+    handler = load_handler(settings.model_dir)
+    state = ServingState(settings, handler, on_fatal or _exit_worker)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        state.batcher = MicroBatcher(state.predict_batch, state.executor, settings.max_batch,
+                                     settings.batch_wait_ms / 1000)
+        state.batcher.start()
+        loading = None
+        if load_in_background:
+            loading = asyncio.get_running_loop().create_task(state.load())
+        else:
+            await state.load()
+        try:
+            yield
+        finally:
+            if loading:
+                loading.cancel()
+            await state.batcher.stop()
+            state.executor.shutdown(wait=False)
+            log.info("stopped after %d model calls for %d images", state.batcher.calls, state.batcher.images)
+
+    app = Starlette(routes=[Route("/ping", ping, methods=["GET"]),
+                            Route("/invocations", invocations, methods=["POST"]),
+                            Route("/execution-parameters", execution_parameters, methods=["GET"])],
+                    exception_handlers={HTTPException: http_error}, lifespan=lifespan)
+    app.state.serving = state
+    return app
+
+
+def _exit_worker() -> None:
+    """A worker whose model cannot load exits with an error instead of answering 503 forever."""
+    logging.shutdown()
+    os._exit(1)
+
+
+def app_from_environment() -> Starlette:
+    """Factory for multi-worker servers: each worker process builds its app from the settings the
+    main process left in $CONVLAB_SERVE_SETTINGS."""
+    configure_logging()  # worker processes are spawned without the parent's logging setup
+    return build_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])), load_in_background=False)
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def settings_to_environment(settings: ServeSettings) -> None:
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))

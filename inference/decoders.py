@@ -1,0 +1,179 @@
+"""Request bodies -> the model's input batch, one decoder per content type.
+
+Every decoder returns float32 [N, H, W, C], already converted and scaled by the model's
+Preprocessing, or raises BadInput naming what was wrong and what was expected.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+
+import numpy as np
+
+from .errors import BadInput, UnsupportedContentType
+from .preprocessing import Preprocessing, open_image
+
+PNG = "image/png"
+JPEG = "image/jpeg"
+X_IMAGE = "application/x-image"
+JSON = "application/json"
+NPY = "application/x-npy"
+CSV = "text/csv"
+ALIASES = {"image/jpg": JPEG, "application/npy": NPY}
+
+
+def media_type(header: str | None) -> str:
+    """`Image/PNG; charset=...` -> `image/png`."""
+    if not header:
+        return ""
+    base = header.split(";", 1)[0].strip().lower()
+    return ALIASES.get(base, base)
+
+
+def decode_png(body: bytes, prep: Preprocessing) -> np.ndarray:
+    return prep.image_to_array(open_image(body, ["PNG"], PNG))[None]
+
+
+def decode_jpeg(body: bytes, prep: Preprocessing) -> np.ndarray:
+    return prep.image_to_array(open_image(body, ["JPEG"], JPEG))[None]
+
+
+def decode_any_image(body: bytes, prep: Preprocessing) -> np.ndarray:
+    return prep.image_to_array(open_image(body, None, X_IMAGE))[None]
+
+
+def decode_npy(body: bytes, prep: Preprocessing) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except ValueError as exc:
+        raise BadInput(f"{NPY}: not a .npy array without pickled objects ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise BadInput(f"{NPY}: not a readable .npy file ({exc})") from None
+    if isinstance(array, np.lib.npyio.NpzFile):
+        raise BadInput(f"{NPY}: got an .npz archive; send one array written by numpy.save")
+    return prep.arrays_to_batch(array, NPY)
+
+
+def decode_csv(body: bytes, prep: Preprocessing) -> np.ndarray:
+    text = _text(body, CSV)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append([float(cell) for cell in line.split(",")])
+        except ValueError:
+            raise BadInput(f"{CSV}: row {number} holds a value that is not a number; expected one image per "
+                           f"row as {prep.values_per_image} comma-separated pixel values") from None
+        if len(rows[-1]) != prep.values_per_image:
+            raise BadInput(f"{CSV}: row {number} has {len(rows[-1])} values; expected {prep.values_per_image} "
+                           f"(height {prep.height} x width {prep.width} x channels {prep.channels})")
+    if not rows:
+        raise BadInput(f"{CSV}: the body holds no rows; expected one image per row")
+    return prep.flat_to_batch(np.asarray(rows, dtype=np.float32), CSV)
+
+
+def decode_json(body: bytes, prep: Preprocessing) -> np.ndarray:
+    """{"instances": [pixels | {"image": b64}, ...]}, {"image": b64}, or a list of either."""
+    try:
+        document = json.loads(_text(body, JSON))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{JSON}: not valid JSON ({exc})") from None
+    if isinstance(document, dict):
+        if "instances" in document:
+            instances = document["instances"]
+        elif "image" in document or "b64" in document:
+            instances = [document]
+        else:
+            raise BadInput(f"{JSON}: object with keys {sorted(document)[:5]}; expected \"instances\" "
+                           "(a list of images) or \"image\" (a base64-encoded PNG/JPEG)")
+    elif isinstance(document, list):
+        instances = document
+    else:
+        raise BadInput(f"{JSON}: a {type(document).__name__} at the top level; expected an object "
+                       "with \"instances\" or \"image\"")
+    if not isinstance(instances, list) or not instances:
+        raise BadInput(f"{JSON}: \"instances\" must be a non-empty list of images")
+    if all(isinstance(one, dict) for one in instances):
+        return np.concatenate([_json_image(one, index, prep) for index, one in enumerate(instances)])
+    if any(isinstance(one, dict) for one in instances):
+        raise BadInput(f"{JSON}: \"instances\" mixes objects and pixel lists; send one kind")
+    try:
+        array = np.asarray(instances, dtype=np.float32)
+    except (ValueError, TypeError):
+        # Ragged: images of different sizes, converted one at a time.
+        return np.concatenate([_json_pixels(one, index, prep) for index, one in enumerate(instances)])
+    if array.ndim == 2:
+        return prep.flat_to_batch(array, f"{JSON} instances")
+    if array.ndim in (3, 4):
+        return prep.arrays_to_batch(array if array.ndim == 4 else _batch_of_2d(array), f"{JSON} instances")
+    raise BadInput(f"{JSON}: instances of shape {list(array.shape[1:])}; expected nested pixel lists "
+                   f"[H][W] or [H][W][C] (model input {list(prep.shape)}) or flat lists of "
+                   f"{prep.values_per_image} values")
+
+
+def _batch_of_2d(array: np.ndarray) -> np.ndarray:
+    """Instances [N, H, W] from JSON are always a batch of one-channel images."""
+    return array[..., None]
+
+
+def _json_pixels(instance, index: int, prep: Preprocessing) -> np.ndarray:
+    what = f"{JSON} instances[{index}]"
+    try:
+        array = np.asarray(instance, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise BadInput(f"{what}: not a rectangular nested list of numbers") from None
+    if array.ndim == 1:
+        return prep.flat_to_batch(array[None], what)
+    if array.ndim not in (2, 3):
+        raise BadInput(f"{what}: shape {list(array.shape)}; expected [H][W] or [H][W][C] pixel lists")
+    return prep.arrays_to_batch(array, what)
+
+
+def _json_image(instance: dict, index: int, prep: Preprocessing) -> np.ndarray:
+    what = f"{JSON} instances[{index}]"
+    encoded = instance.get("image", instance.get("b64"))
+    if not isinstance(encoded, str):
+        raise BadInput(f"{what}: expected {{\"image\": \"<base64 PNG or JPEG>\"}}, got keys {sorted(instance)[:5]}")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{what}.image: not valid base64") from None
+    return prep.image_to_array(open_image(raw, None, f"{what}.image"))[None]
+
+
+def _text(body: bytes, what: str) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what}: the body is not UTF-8 text ({exc})") from None
+
+
+DECODERS = {
+    PNG: decode_png,
+    JPEG: decode_jpeg,
+    X_IMAGE: decode_any_image,
+    JSON: decode_json,
+    NPY: decode_npy,
+    CSV: decode_csv,
+}
+
+
+def check_content_type(content_type: str | None) -> str:
+    """The media type of a supported Content-Type header; UnsupportedContentType (415) otherwise."""
+    kind = media_type(content_type)
+    if kind not in DECODERS:
+        given = f"Content-Type {content_type!r}" if content_type else "no Content-Type header"
+        raise UnsupportedContentType(f"{given}; supported: {', '.join(DECODERS)}")
+    return kind
+
+
+def decode(body: bytes, content_type: str | None, prep: Preprocessing) -> np.ndarray:
+    """Decode a request body by its Content-Type into float32 [N, H, W, C]."""
+    kind = check_content_type(content_type)
+    decoder = DECODERS[kind]
+    if not body:
+        raise BadInput(f"{kind}: the request body is empty")
+    return decoder(body, prep)

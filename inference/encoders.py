@@ -1,0 +1,93 @@
+"""Predictions -> response bodies, one encoder per Accept media type.
+
+A prediction is {"probabilities": float32 [N, num_classes], "classes": [name, ...]}; a bare array
+of probabilities is accepted too (classes are then named by index).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+
+from .errors import UnsupportedAccept
+
+JSON = "application/json"
+NPY = "application/x-npy"
+CSV = "text/csv"
+DEFAULT_ACCEPT = JSON
+_WILDCARDS = {"*/*": DEFAULT_ACCEPT, "application/*": JSON, "text/*": CSV}
+
+
+def choose_accept(accept: str | None) -> str:
+    """The media type to answer with for an Accept header (q-values honoured); UnsupportedAccept
+    when none of the listed types can be produced."""
+    if not accept or not accept.strip():
+        return DEFAULT_ACCEPT
+    choices = []
+    for position, part in enumerate(accept.split(",")):
+        fields = [field.strip() for field in part.split(";")]
+        media, quality = fields[0].lower(), 1.0
+        for param in fields[1:]:
+            if param.lower().startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        if media and quality > 0:
+            choices.append((-quality, position, media))
+    for _, _, media in sorted(choices):
+        media = _WILDCARDS.get(media, media)
+        if media in ENCODERS:
+            return media
+    raise UnsupportedAccept(f"Accept {accept!r}: can answer with {', '.join(ENCODERS)}")
+
+
+def as_prediction(prediction) -> tuple[np.ndarray, list[str]]:
+    if isinstance(prediction, dict) and "probabilities" in prediction:
+        probabilities = np.asarray(prediction["probabilities"], dtype=np.float32)
+        classes = list(prediction.get("classes") or [])
+    else:
+        probabilities, classes = np.asarray(prediction, dtype=np.float32), []
+    if probabilities.ndim == 1:
+        probabilities = probabilities[None]
+    if probabilities.ndim != 2:
+        raise ValueError(f"prediction: probabilities of shape {list(probabilities.shape)}; expected [N, classes]")
+    if len(classes) != probabilities.shape[1]:
+        classes = [str(index) for index in range(probabilities.shape[1])]
+    return probabilities, classes
+
+
+def encode_json(prediction) -> bytes:
+    probabilities, classes = as_prediction(prediction)
+    indices = probabilities.argmax(axis=1).tolist()
+    rows = probabilities.tolist()
+    predictions = [{"label": classes[index], "class_index": index,
+                    "probabilities": dict(zip(classes, row))} for index, row in zip(indices, rows)]
+    return json.dumps({"predictions": predictions}).encode("utf-8")
+
+
+def encode_npy(prediction) -> bytes:
+    probabilities, _ = as_prediction(prediction)
+    buffer = io.BytesIO()
+    np.save(buffer, probabilities, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def encode_csv(prediction) -> bytes:
+    """One row per image: label, class index, then the probability of each class in class order."""
+    probabilities, classes = as_prediction(prediction)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for index, row in zip(probabilities.argmax(axis=1).tolist(), probabilities.tolist()):
+        writer.writerow([classes[index], index, *(repr(value) for value in row)])
+    return buffer.getvalue().encode("utf-8")
+
+
+ENCODERS = {JSON: encode_json, NPY: encode_npy, CSV: encode_csv}
+
+
+def encode(prediction, accept: str | None) -> tuple[bytes, str]:
+    media = choose_accept(accept)
+    return ENCODERS[media](prediction), media

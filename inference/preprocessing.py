@@ -1,0 +1,152 @@
+"""Turn decoded images and pixel arrays into the model's input, exactly as training scaled them.
+
+docs/model_dir.md: decode -> convert to color_mode ("L" or "RGB", Pillow semantics) -> resize to
+(width, height) with Pillow BILINEAR when the size differs -> float32 [H, W, C] -> multiply by
+rescale. Arrays already at [H, W] / [H, W, C] with values 0..255 skip decoding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import BadInput, ModelLoadError
+
+# A decoded image larger than this is refused before its pixels are decompressed.
+MAX_IMAGE_PIXELS = 4096 * 4096
+COLOR_MODES = {"L": 1, "RGB": 3}
+_ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    height: int
+    width: int
+    channels: int
+    rescale: float
+    color_mode: str
+
+    @classmethod
+    def from_config(cls, config: dict, source: str = "config.json") -> "Preprocessing":
+        """Read the "preprocessing" object of a model_dir's config.json, naming any bad field."""
+        block = config.get("preprocessing") if isinstance(config, dict) else None
+        if not isinstance(block, dict):
+            raise ModelLoadError(f"{source}: missing the \"preprocessing\" object "
+                                 "(height, width, channels, rescale, color_mode; see docs/model_dir.md)")
+        try:
+            prep = cls(height=int(block["height"]), width=int(block["width"]), channels=int(block["channels"]),
+                       rescale=float(block["rescale"]), color_mode=str(block["color_mode"]))
+        except KeyError as exc:
+            raise ModelLoadError(f"{source}: preprocessing.{exc.args[0]} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{source}: preprocessing has a value of the wrong type ({exc})") from None
+        if prep.color_mode not in COLOR_MODES:
+            raise ModelLoadError(f"{source}: preprocessing.color_mode is {prep.color_mode!r}; expected \"L\" or \"RGB\"")
+        if COLOR_MODES[prep.color_mode] != prep.channels:
+            raise ModelLoadError(f"{source}: preprocessing.channels is {prep.channels} but color_mode "
+                                 f"{prep.color_mode!r} has {COLOR_MODES[prep.color_mode]}")
+        if prep.height < 1 or prep.width < 1:
+            raise ModelLoadError(f"{source}: preprocessing height/width must be positive, got "
+                                 f"{prep.height}x{prep.width}")
+        return prep
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    @property
+    def values_per_image(self) -> int:
+        return self.height * self.width * self.channels
+
+    def image_to_array(self, image: Image.Image) -> np.ndarray:
+        """A decoded Pillow image as float32 [H, W, C], scaled."""
+        if image.mode != self.color_mode:
+            image = image.convert(self.color_mode)
+        if image.size != (self.width, self.height):
+            image = image.resize((self.width, self.height), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.float32)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        return array * np.float32(self.rescale)
+
+    def arrays_to_batch(self, array: np.ndarray, what: str) -> np.ndarray:
+        """Raw 0..255 pixels: one image [H, W] / [H, W, C] or a batch [N, H, W] / [N, H, W, C]
+        -> float32 [N, H, W, C] at the model's size and channels, scaled."""
+        array = _numeric(array, what)
+        if array.ndim == 2:
+            array = array[None, :, :, None]
+        elif array.ndim == 3:
+            # [H, W, C] when the last axis looks like channels, else a batch of one-channel images.
+            array = array[None] if array.shape[-1] in _ARRAY_MODES else array[..., None]
+        elif array.ndim != 4:
+            raise BadInput(f"{what}: array of shape {list(array.shape)}; expected one image [H, W] or "
+                           f"[H, W, C], or a batch [N, H, W] or [N, H, W, C] (model input {list(self.shape)})")
+        if array.shape[0] == 0:
+            raise BadInput(f"{what}: the batch is empty")
+        if array.shape[-1] not in _ARRAY_MODES:
+            raise BadInput(f"{what}: {array.shape[-1]} channels in shape {list(array.shape)}; expected 1, 3 or 4")
+        _check_range(array, what)
+        if array.shape[1:] == self.shape:
+            return array.astype(np.float32) * np.float32(self.rescale)
+        return np.stack([self.image_to_array(_to_image(one)) for one in array])
+
+    def flat_to_batch(self, rows: np.ndarray, what: str) -> np.ndarray:
+        """Rows of H*W*C raw pixel values (CSV, flat JSON instances) -> float32 [N, H, W, C]."""
+        rows = _numeric(rows, what)
+        if rows.ndim != 2 or rows.shape[1] != self.values_per_image:
+            found = rows.shape[-1] if rows.ndim else 0
+            raise BadInput(f"{what}: {found} values per image; expected {self.values_per_image} "
+                           f"(height {self.height} x width {self.width} x channels {self.channels})")
+        return self.arrays_to_batch(rows.reshape((-1, *self.shape)), what)
+
+
+def open_image(body: bytes, formats: list[str] | None, what: str) -> Image.Image:
+    """Decode image bytes with Pillow, refusing corrupt data and oversized images."""
+    import io
+
+    from PIL import UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(body), formats=formats)
+    except UnidentifiedImageError:
+        expected = " or ".join(formats) if formats else "an image format Pillow reads"
+        raise BadInput(f"{what}: the body is not a readable image; expected {expected} bytes") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadInput(f"{what}: could not read the image ({exc})") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise BadInput(f"{what}: the image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels are decoded")
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadInput(f"{what}: the image data is corrupt or truncated ({exc})") from None
+    return image
+
+
+def _numeric(array: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype.kind not in "uif":
+        raise BadInput(f"{what}: pixel values of dtype {array.dtype}; expected numbers (integers or floats)")
+    return array
+
+
+def _check_range(array: np.ndarray, what: str) -> None:
+    if array.dtype.kind == "u" and array.dtype.itemsize == 1:
+        return
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise BadInput(f"{what}: pixel values include NaN or infinity")
+    low, high = array.min(), array.max()
+    if low < 0 or high > 255:
+        raise BadInput(f"{what}: pixel values range from {low} to {high}; expected raw pixels in 0..255 "
+                       "(the server applies the model's rescale)")
+
+
+def _to_image(array: np.ndarray) -> Image.Image:
+    """One [H, W, C] raw-pixel array as a Pillow image, for colour conversion and resizing."""
+    pixels = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    if pixels.shape[-1] == 1:
+        pixels = pixels[:, :, 0]
+    return Image.fromarray(pixels)  # uint8 [H, W] -> "L", [H, W, 3] -> "RGB", [H, W, 4] -> "RGBA"

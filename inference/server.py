@@ -1,0 +1,135 @@
+"""`serve`: the SageMaker model server (uvicorn running inference.app).
+
+    python -m inference.server --model-dir DIR [--port N] [--host H]
+    convlab serve --model-dir DIR          (the same server: local mode without Docker)
+    serve                                  (in the container: model from /opt/ml/model)
+
+Settings come from flags, else the SageMaker variables: SAGEMAKER_BIND_TO_PORT (8080),
+SAGEMAKER_MODEL_SERVER_WORKERS (1), SAGEMAKER_MODEL_SERVER_TIMEOUT (60 s); and convlab's:
+CONVLAB_OPT_ML (root replacing /opt/ml), CONVLAB_MAX_PAYLOAD_MB (6), CONVLAB_BACKEND (auto),
+CONVLAB_MAX_BATCH (64), CONVLAB_BATCH_WAIT_MS (2). SIGTERM stops accepting connections, finishes
+the requests in flight, and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger("convlab.serve")
+
+
+def _env(name: str, default, kind=str):
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise SystemExit(f"serve: environment variable {name}={value!r} is not a valid {kind.__name__}") from None
+
+
+def default_model_dir() -> str:
+    return str(Path(os.environ.get("CONVLAB_OPT_ML", "/opt/ml")) / "model")
+
+
+def parse_args(argv: list[str] | None = None):
+    from .app import ServeSettings
+    from .backends import BACKENDS
+
+    parser = argparse.ArgumentParser(prog="serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default=None, help="model_dir to serve (default: <CONVLAB_OPT_ML or /opt/ml>/model)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=None, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
+    parser.add_argument("--workers", type=int, default=None, help="default: SAGEMAKER_MODEL_SERVER_WORKERS or 1")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per prediction (default: "
+                        "SAGEMAKER_MODEL_SERVER_TIMEOUT or 60)")
+    parser.add_argument("--max-payload-mb", type=float, default=None, help="default: CONVLAB_MAX_PAYLOAD_MB or 6")
+    parser.add_argument("--backend", choices=BACKENDS, default=None, help="default: CONVLAB_BACKEND or auto "
+                        "(ONNX Runtime when model.onnx exists and onnxruntime imports, else the SavedModel)")
+    parser.add_argument("--max-batch", type=int, default=None, help="images per model call (default 64)")
+    parser.add_argument("--batch-wait-ms", type=float, default=None,
+                        help="longest wait for concurrent requests to join a model call (default 2)")
+    args = parser.parse_args(argv)
+    settings = ServeSettings(
+        model_dir=str(Path(args.model_dir or default_model_dir()).resolve()),
+        host=args.host,
+        port=args.port if args.port is not None else _env("SAGEMAKER_BIND_TO_PORT", 8080, int),
+        workers=args.workers or _env("SAGEMAKER_MODEL_SERVER_WORKERS", 1, int),
+        timeout=args.timeout or _env("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, float),
+        max_payload_mb=args.max_payload_mb or _env("CONVLAB_MAX_PAYLOAD_MB", 6.0, float),
+        max_batch=args.max_batch or _env("CONVLAB_MAX_BATCH", 64, int),
+        batch_wait_ms=args.batch_wait_ms if args.batch_wait_ms is not None else _env("CONVLAB_BATCH_WAIT_MS", 2.0, float),
+        backend=(args.backend or _env("CONVLAB_BACKEND", "auto")).lower(),
+    )
+    problems = [f"{name} must be positive, got {value}" for name, value in
+                (("--workers", settings.workers), ("--timeout", settings.timeout),
+                 ("--max-payload-mb", settings.max_payload_mb), ("--max-batch", settings.max_batch))
+                if value <= 0]
+    if settings.backend not in BACKENDS:
+        problems.append(f"backend {settings.backend!r}: expected one of {', '.join(BACKENDS)}")
+    if problems:
+        parser.error("; ".join(problems))
+    return settings
+
+
+def _stopped_by_signal(signum, frame) -> None:
+    log.info("stopped by %s after draining the requests in flight", signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    from .app import configure_logging
+
+    configure_logging()
+    from .backends import BACKEND_ENV
+    from .handler import MODEL_DIR_ENV
+
+    if not Path(settings.model_dir).is_dir():
+        log.error("model_dir %s not found (--model-dir, or CONVLAB_OPT_ML/model)", settings.model_dir)
+        return 1
+    # The handler module reads these, in this process and in worker processes.
+    os.environ[MODEL_DIR_ENV] = settings.model_dir
+    os.environ[BACKEND_ENV] = settings.backend
+
+    import uvicorn
+
+    from .app import build_app, settings_to_environment
+    from .overrides import UserModuleError, load_handler
+
+    common = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
+                  timeout_graceful_shutdown=max(1, int(settings.timeout)), server_header=False)
+    log.info("serving %s on %s:%d (%d worker%s, backend %s, payload limit %g MB)", settings.model_dir,
+             settings.host, settings.port, settings.workers, "s" if settings.workers > 1 else "",
+             settings.backend, settings.max_payload_mb)
+    try:
+        if settings.workers > 1:
+            load_handler(settings.model_dir)  # a broken code/inference.py stops here, once, loudly
+            settings_to_environment(settings)
+            uvicorn.run("inference.app:app_from_environment", factory=True, workers=settings.workers, **common)
+            return 0
+        failed = []
+        server = None
+
+        def stop_on_failure() -> None:
+            failed.append(True)
+            server.should_exit = True
+
+        server = uvicorn.Server(uvicorn.Config(build_app(settings, stop_on_failure), **common))
+        # uvicorn re-raises the signal that stopped it once it has drained; by then the shutdown
+        # is complete, so it lands on these handlers and the process exits 0.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stopped_by_signal)
+        server.run()
+        return 1 if failed else 0
+    except UserModuleError:
+        log.exception("cannot start")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

