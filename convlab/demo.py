@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], choices=["serve", "report", "deploy"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "boto3", "sagemaker", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from training.data import find_fashion_mnist
 
     data_dir = find_fashion_mnist()
@@ -79,60 +81,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def step_serve(work: Path, data_dir: Path, model_dirs: dict[str, Path], count: int = 8) -> None:
     """Start the real server process on the CNN and classify test images sent as PNG over HTTP."""
     import io
-    import signal
-    import subprocess
-    import urllib.request
 
     from PIL import Image
 
+    from inference.local import LocalServer, invoke
     from training.data import read_channel
 
     banner("2. serving the CNN locally (SageMaker HTTP contract, no Docker)")
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "inference.server", "--model-dir", str(model_dirs["cnn"]),
-                               "--host", "127.0.0.1", "--port", str(port)])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/ping", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not come up; see its log above")
-            time.sleep(0.2)
-        test = read_channel(data_dir, "test")
-        right = 0
+    test = read_channel(data_dir, "test")
+    right = 0
+    with LocalServer(model_dirs["cnn"]) as server:
+        print(f"server ready at http://127.0.0.1:{server.port} (GET /ping, POST /invocations)")
         for index in range(count):
             buffer = io.BytesIO()
             Image.fromarray(test.images[index][..., 0]).save(buffer, format="PNG")
-            request = urllib.request.Request(base + "/invocations", data=buffer.getvalue(),
-                                             headers={"Content-Type": "image/png", "Accept": "application/json"})
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                answer = json.loads(reply.read())
-            prediction = answer["predictions"][0] if "predictions" in answer else answer[0]
+            status, _, body = invoke(server.port, buffer.getvalue(), "image/png", "application/json")
+            if status != 200:
+                raise SystemExit(f"POST /invocations answered {status}: {body[:300]!r}")
+            prediction = json.loads(body)["predictions"][0]
             truth = test.classes[int(test.labels[index])]
             right += prediction["label"] == truth
             print(f"POST /invocations test image {index}: predicted {prediction['label']:<12} "
                   f"(p={max(prediction['probabilities'].values()):.2f})  true {truth}")
-        print(f"{right}/{count} correct over HTTP at {base}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+    print(f"{right}/{count} correct over HTTP")
 
 
 def step_deploy(work: Path, data_dir: Path, model_dirs: dict[str, Path], count: int = 1000) -> None:
