@@ -126,7 +126,21 @@ def step_deploy(work: Path, data_dir: Path, model_dirs: dict[str, Path], count: 
     print(summary_line(result))
 
 
-STEPS: list = [step_serve, step_deploy]
+def step_report(work: Path, data_dir: Path, model_dirs: dict[str, Path]) -> None:
+    """The quick version of every built-in study (2 seeds, a subset, 2 epochs) and the lab report."""
+    from report.cli import main as report_main
+    from training.experiments.cli import main as study_main
+
+    banner("3. controlled experiments (quick version) and the lab report")
+    runs = work / "runs"
+    if study_main(["--all", "--demo", "--runs", str(runs), "--train", str(data_dir)]) != 0:
+        raise SystemExit("the studies failed; see the messages above")
+    if report_main(["--runs", str(runs), "--name", "demo", "--out", "reports"]) != 0:
+        raise SystemExit("the report failed; see the messages above")
+    print(f"report: {Path('reports/demo/index.html').resolve()} (and README.md beside it)")
+
+
+STEPS: list = [step_serve, step_report, step_deploy]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures_data",
     "tests.fixtures_aws",
     "tests.fixtures_sdk",
+    "tests.fixtures_experiments",
 ]

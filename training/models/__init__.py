@@ -2,9 +2,9 @@
 
 The builders import Keras; they load on first use so that checking a config stays fast.
 """
-from .config import ConfigError, ModelConfig, receptive_field
+from .config import ConfigError, ModelConfig, receptive_field, receptive_fields
 
-__all__ = ["ConfigError", "ModelConfig", "build_model", "model_summary", "receptive_field"]
+__all__ = ["ConfigError", "ModelConfig", "build_model", "model_summary", "receptive_field", "receptive_fields"]
 
 
 def __getattr__(name):

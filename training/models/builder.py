@@ -18,7 +18,8 @@ def build_model(config: ModelConfig) -> keras.Model:
                 x = layers.Conv2D(width, config.kernel_size, strides=config.stride, padding=config.padding,
                                   use_bias=not config.batch_norm, name=f"block{block}_conv{conv}")(x)
                 if config.batch_norm:
-                    x = layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+                    # momentum 0.9: the running statistics settle within a short run too
+                    x = layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
                 x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
             if config.pooling == "max":
                 x = layers.MaxPooling2D(config.pool_size, name=f"block{block}_pool")(x)

@@ -203,16 +203,21 @@ def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
     return (size - kernel) // stride + 1
 
 
-def receptive_field(config: ModelConfig) -> int:
-    """Receptive field (pixels, one side) of one unit after the last conv block."""
-    if config.model != "cnn":
-        return config.input_shape[0]
-    size, jump = 1, 1
-    for _ in range(config.depth):
+def receptive_fields(config: ModelConfig) -> list[int]:
+    """Receptive field (pixels, one side) of a unit after each conv block."""
+    fields, size, jump = [], 1, 1
+    for _ in range(config.depth if config.model == "cnn" else 0):
         for _ in range(config.convs_per_block):
             size += (config.kernel_size - 1) * jump
             jump *= config.stride
         if config.pooling != "none":
             size += (config.pool_size - 1) * jump
             jump *= config.pool_size
-    return size
+        fields.append(size)
+    return fields
+
+
+def receptive_field(config: ModelConfig) -> int:
+    """Receptive field (pixels, one side) of one unit after the last conv block (the whole image for an MLP)."""
+    fields = receptive_fields(config)
+    return fields[-1] if fields else config.input_shape[0]

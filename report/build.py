@@ -1,0 +1,142 @@
+"""Assemble the lab report of a runs folder: reports/<name>/index.html, README.md and figures/."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from training.experiments.records import load_records
+
+from . import sections
+from .analysis import load_study_documents, summarize
+from .render import Bullets, Document, Heading, Paragraph, Table, write_report
+
+log = logging.getLogger(__name__)
+
+# Hyperparameters that say how a run was reported, not what it learned.
+NOT_SHOWN = ("seed", "verbose", "export_onnx")
+
+
+class ReportError(ValueError):
+    """A runs folder the report cannot be written from; the message names the folder or file."""
+
+
+def _values(records: list[dict], key: str) -> str:
+    return ", ".join(sorted({str(r["hyperparameters"].get(key, "")) for r in records}))
+
+
+def overview(name: str, studies: list, records: list[dict]) -> list:
+    seeds = sorted({len(s.run_ids) for study in studies for s in study.settings})
+    keys = sorted({key for r in records for key in r["hyperparameters"]} - set(NOT_SHOWN))
+    recipe = [[key, records[0]["hyperparameters"][key]] for key in keys
+              if len({r["hyperparameters"].get(key) for r in records}) == 1]
+    recipe += [[f"images ({split})", ", ".join(sorted({f"{r[f'num_{split}']:,}" for r in records}))]
+               for split in ("train", "val", "test")]
+    blocks = [Paragraph(
+        f"Report `{name}`: {len(studies)} studies, {len({r['run_id'] for r in records})} training runs "
+        f"({', '.join(sorted({r['backend'] for r in records}))}), seeds per configuration: "
+        f"{', '.join(str(s) for s in seeds)}. Each study varies one factor of the same base CNN; every "
+        "configuration is trained with several seeds through the same training entry point, and every number "
+        "below is computed from the JSON run records.")]
+    reduced = [r for r in records if r["hyperparameters"].get("max_train_samples", "0") != "0"]
+    if reduced or min(seeds) < 3:
+        blocks.append(Paragraph(
+            f"**Reduced run:** {min(seeds)} seed(s) per configuration, "
+            f"{_values(records, 'epochs')} epoch(s), training subsets of "
+            f"{_values(records, 'max_train_samples')} images (0 = all). These numbers show the method working, "
+            "not the accuracy the architectures reach with the full budget, and with so few seeds the ± "
+            "figures are rough."))
+    blocks.append(Table(["hyperparameter shared by every run", "value"], recipe))
+    return blocks
+
+
+def method(records: list[dict]) -> list:
+    return [Heading("Method"), Bullets([
+        "Model selection uses the validation split only: the weights of the epoch with the best validation "
+        "accuracy are restored; the test set is scored once, after training, and never used to choose anything.",
+        "A ± figure is the sample standard deviation over seeds (n - 1 in the denominator); an interval is "
+        "mean ± 1 std. When two settings' intervals overlap the report does not call either better.",
+        "Seeds change the weight initialisation, the data order and the stratified subsets; within a seed, "
+        "every setting of a study sees the same data split.",
+        "Seconds per epoch are wall-clock times of the machine that trained the run; compare them within one "
+        "report only.",
+        f"{len(records)} run records; their ids, seeds and scores are listed below.",
+    ])]
+
+
+def records_table(records: list[dict], memberships: dict[str, list[str]]) -> Table:
+    rows = [[r["run_id"], "; ".join(memberships.get(r["run_id"], [])), str(r["seed"]),
+             f"{100 * r['test_accuracy']:.2f}", f"{100 * r['val_accuracy']:.2f}", str(r["best_epoch"]),
+             f"{r['mean_seconds_per_epoch']:.2f}"] for r in records]
+    return Table(["run", "study / setting", "seed", "test acc. %", "val. acc. %", "best epoch", "s/epoch"], rows)
+
+
+def _best(records: list[dict], runs: Path, model_type: str | None = None) -> dict | None:
+    kept = [r for r in records if (runs / "models" / r["run_id"] / "model.keras").is_file()
+            and (model_type is None or r["model_type"] == model_type)]
+    return max(kept, key=lambda r: (r["val_accuracy"], -r["val_loss"], r["run_id"])) if kept else None
+
+
+def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None) -> dict:
+    """Write the report of `runs` to `out`/`name`; return the paths written."""
+    runs = Path(runs)
+    manifest = runs / "data.json"
+    if not manifest.is_file():
+        raise ReportError(f"{runs}: not a runs folder (no data.json); run a study into it first "
+                          "(scripts/run_study.py --runs DIR)")
+    channels = json.loads(manifest.read_text(encoding="utf-8"))["channels"]
+    if data:
+        channels = {"train": str(data)}
+    all_records = load_records(runs)
+    studies = [summarize(d, all_records) for d in load_study_documents(runs)]
+    if not studies:
+        raise ReportError(f"{runs}/studies: no study has been run into this folder")
+    memberships: dict[str, list[str]] = {}
+    for study in studies:
+        for setting in study.settings:
+            for rid in setting.run_ids:
+                memberships.setdefault(rid, []).append(f"{study.name} / {setting.label}")
+    records = [all_records[rid] for rid in sorted(memberships) if rid in all_records]
+    if not records:
+        raise ReportError(f"{runs}/records: no run of the studies {[s.name for s in studies]} is recorded yet")
+
+    folder = Path(out) / name
+    shutil.rmtree(folder / "figures", ignore_errors=True)
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    document = Document(f"convlab lab report: {name}")
+    document.add(*overview(name, studies, records))
+
+    try:
+        from training.data import load_channels
+
+        train, test = load_channels(channels)
+        document.add(*sections.data_section(train, test if test is not None else train, folder))
+    except (OSError, ValueError) as exc:
+        log.warning("no data section: %s", exc)
+        document.add(Heading("Data"), Paragraph(f"The data could not be read for the EDA figures ({exc}); pass "
+                                                "--data DIR with a local copy of the training channel."))
+    classes = records[0]["classes"]
+    baseline = next((s for s in studies if s.factor == "model"), None)
+    best_cnn = _best(records, runs, "cnn")
+    document.add(*sections.architecture_section(baseline, best_cnn))
+    if baseline:
+        document.add(*sections.baseline_section(baseline, classes, folder))
+    others = [s for s in studies if s is not baseline]
+    if others:
+        document.add(Heading("Studies: one factor at a time"))
+        for study in others:
+            document.add(*sections.study_section(study, folder))
+    best = _best(records, runs)
+    if best_cnn:
+        document.add(*sections.inside_section(best_cnn, runs / "models" / best_cnn["run_id"], channels, folder))
+    if best:
+        document.add(*sections.misclassified_section(best, runs / "models" / best["run_id"], channels, folder))
+    if not best_cnn or not best:
+        document.add(Paragraph("No trained model was kept in the runs folder's models/, so the figures that need "
+                               "one (filters, feature maps, misclassified examples) are missing."))
+    document.add(*method(records), records_table(records, memberships))
+    paths = write_report(document, folder)
+    paths["figures"] = [folder / p for p in document.figures()]
+    log.info("report written to %s (%d figures)", folder, len(paths["figures"]))
+    return paths

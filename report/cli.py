@@ -1,0 +1,47 @@
+"""make_report: write reports/<name>/ from a runs folder."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="make_report", description="Write the lab report (index.html, README.md, figures/) of a runs folder.")
+    parser.add_argument("--runs", required=True, help="runs folder written by run_study (holds data.json, "
+                                                      "studies/, records/, models/)")
+    parser.add_argument("--name", help="report name: the report goes to OUT/NAME (default: the runs folder's name)")
+    parser.add_argument("--out", default="reports", help="folder that holds reports (default: reports)")
+    parser.add_argument("--data", help="local copy of the training channel for the EDA figures, when the runs "
+                                       "trained on data not on this machine (e.g. S3 channels)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pathlib import Path
+
+    from training.data import DataError
+    from training.experiments.records import RecordError
+
+    from .build import ReportError, build_report
+
+    name = args.name or Path(args.runs).resolve().name
+    try:
+        paths = build_report(args.runs, name, args.out, args.data)
+    except (ReportError, RecordError, DataError, FileNotFoundError) as exc:
+        print(f"make_report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {paths['html']} and {paths['readme']} ({len(paths['figures'])} figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The report's sections as blocks: data, architectures, baseline vs CNN, studies, inside the CNN."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.models import ModelConfig
+
+from . import eda, figures, inside
+from .analysis import StudySummary, conclusions, count, pct_pm, top_confusions
+from .architecture import block_sizes, describe
+from .render import Bullets, Figure, Heading, Paragraph, Table
+
+FASHION_MNIST_TEXT = (
+    "Fashion-MNIST (Zalando Research) is a drop-in replacement for MNIST: 28x28 grayscale photographs of "
+    "clothing and accessories in 10 classes, 60,000 for training and 10,000 for testing. It is harder than "
+    "handwritten digits because several classes (shirt, T-shirt/top, pullover, coat) share their outline and "
+    "differ in texture and detail.")
+
+
+def data_section(train, test, folder: Path) -> list:
+    from training.data import FASHION_MNIST_CLASSES
+
+    classes = list(train.classes)
+    stats = eda.dataset_stats(train.images, train.labels, test.images, test.labels, classes)
+    height, width, channels = stats["image_shape"]
+    blocks = [Heading("Data")]
+    if classes == list(FASHION_MNIST_CLASSES):
+        blocks.append(Paragraph(FASHION_MNIST_TEXT))
+    balance = ("Every class has the same number of images in both splits"
+               if stats["balanced"] else
+               f"Class sizes range from {min(stats['train_counts']):,} to {max(stats['train_counts']):,} (train)")
+    blocks.append(Paragraph(
+        f"This data set: {stats['num_train']:,} training and {stats['num_test']:,} test images of "
+        f"{height}x{width}x{channels} pixels in {stats['num_classes']} classes. {balance}. Pixel values are "
+        f"0-255 with mean {stats['pixel_mean']:.1f} and standard deviation {stats['pixel_std']:.1f}; "
+        f"{100 * stats['zero_fraction']:.1f} % of training pixels are exactly 0 (background). The brightest class "
+        f"on average is {stats['brightest_class']}, the darkest {stats['darkest_class']}. Training divides pixels "
+        "by 255; validation images are a stratified split of the training set, and the test set is only scored "
+        "after training."))
+    paths = {
+        "figures/eda_class_distribution.png": eda.class_distribution(
+            train.labels, test.labels, classes, folder / "figures/eda_class_distribution.png"),
+        "figures/eda_samples.png": eda.sample_grid(train.images, train.labels, classes,
+                                                   folder / "figures/eda_samples.png"),
+        "figures/eda_mean_images.png": eda.mean_images(train.images, train.labels, classes,
+                                                       folder / "figures/eda_mean_images.png"),
+        "figures/eda_pixel_histogram.png": eda.pixel_histogram(train.images, test.images,
+                                                               folder / "figures/eda_pixel_histogram.png"),
+    }
+    captions = ["Images per class in the training and test splits.",
+                "The first eight training images of every class.",
+                "Mean training image of each class: the average silhouette the classes differ by.",
+                "Pixel intensity histogram (log scale): mostly background zeros, then a broad range of fabric tones."]
+    blocks += [Figure(path, caption) for path, caption in zip(paths, captions)]
+    return blocks
+
+
+def results_table(study: StudySummary) -> Table:
+    rows = []
+    for setting in study.settings:
+        rows.append([
+            setting.label, str(setting.value), f"{setting.n}/{len(setting.run_ids)}",
+            pct_pm(setting, "test_accuracy"), pct_pm(setting, "val_accuracy"),
+            f"{setting.params:,}" if setting.n else "-", count(setting.flops) if setting.n else "-",
+            f"{setting.seconds_per_epoch:.2f}" if setting.n else "-",
+            f"{setting.mean('best_epoch'):.1f}" if setting.n else "-",
+        ])
+    return Table(["setting", study.factor, "seeds", "test acc. % (mean ± std)", "val. acc. % (mean ± std)",
+                  "params", "FLOPs/image", "s/epoch", "best epoch"], rows,
+                 caption=f"{study.title}: mean ± sample std over seeds; every number from the run records.")
+
+
+def _figure_name(study: StudySummary, what: str) -> str:
+    return f"figures/study_{study.name}_{what}.png"
+
+
+def study_section(study: StudySummary, folder: Path, level: int = 3) -> list:
+    blocks = [Heading(study.title, level)]
+    if study.question:
+        blocks.append(Paragraph(f"Question: {study.question} Factor varied: `{study.factor}`; everything else "
+                                "(data split, epochs, batch size, optimizer, learning-rate schedule, augmentation, "
+                                "seeds) is the same for every setting."))
+    for key, reason in study.adjustments.items():
+        sizes = []
+        for setting in study.settings:
+            if setting.n and setting.config.get("model") == "cnn":
+                shape = block_sizes(ModelConfig.from_dict(setting.config))
+                sizes.append(f"{setting.label}: " + ", ".join(f"{h}x{w}" for h, w in shape))
+        text = f"Fairness adjustment (`{key}` changes with `{study.factor}`): {reason}"
+        if sizes:
+            text += " Feature map size after each block, computed from the configs: " + "; ".join(sizes) + "."
+        blocks.append(Paragraph(text))
+    if study.recorded < study.planned:
+        blocks.append(Paragraph(f"**Incomplete:** {study.recorded} of {study.planned} planned runs are recorded."))
+    blocks.append(results_table(study))
+    if not any(s.n for s in study.settings):
+        return blocks
+    blocks += [
+        Figure(str(figures.study_accuracy(study, folder / _figure_name(study, "accuracy")).relative_to(folder)),
+               f"{study.title}: test accuracy per setting; squares are the mean with ±1 std error bars, dots the "
+               "individual seeds."),
+        Figure(str(figures.study_cost(study, folder / _figure_name(study, "cost")).relative_to(folder)),
+               f"{study.title}: test accuracy against parameter count and FLOPs per image (log scale)."),
+        Figure(str(figures.study_time(study, folder / _figure_name(study, "time")).relative_to(folder)),
+               f"{study.title}: seconds per training epoch (mean ± std over seeds)."),
+        Paragraph("What the numbers support:"),
+        Bullets(conclusions(study)),
+    ]
+    return blocks
+
+
+def architecture_section(baseline: StudySummary | None, cnn_record: dict | None) -> list:
+    blocks = [Heading("Architectures")]
+    described = []
+    if baseline:
+        described = [s.records[0] for s in baseline.settings if s.n]
+    elif cnn_record:
+        described = [cnn_record]
+    for record in described:
+        blocks.append(Paragraph(describe(record["config"], record["params"], record["flops_per_image"])))
+    if not described:
+        blocks.append(Paragraph("No run records yet."))
+    return blocks
+
+
+def baseline_section(baseline: StudySummary, classes: list[str], folder: Path) -> list:
+    settings = baseline.settings
+    blocks = study_section(baseline, folder, level=2)
+    if not all(s.n for s in settings):
+        return blocks
+    blocks += [
+        Figure(str(figures.parameter_counts(settings, folder / "figures/baseline_params.png").relative_to(folder)),
+               "Parameters and FLOPs per image of the baseline and the CNN (log scale)."),
+        Figure(str(figures.learning_curves(settings, folder / "figures/baseline_learning_curves.png")
+                   .relative_to(folder)),
+               "Learning curves: accuracy and loss per epoch, train (dashed) and validation (solid), mean over "
+               "seeds with a ±1 std band."),
+        Figure(str(figures.confusion_matrices(settings, classes, folder / "figures/baseline_confusion.png")
+                   .relative_to(folder)),
+               "Confusion matrices on the test set, pooled over seeds, each row normalised to 100 %."),
+        Figure(str(figures.per_class(settings, classes, folder / "figures/baseline_per_class.png").relative_to(folder)),
+               "Per-class test accuracy (recall), mean ± std over seeds."),
+        Paragraph("Most frequent confusions:"),
+        Bullets([f"{s.label}: " + ("; ".join(top_confusions(s, classes)) or "none") for s in settings]),
+    ]
+    return blocks
+
+
+def _scored(record: dict, model_dir: Path, channels: dict[str, str]):
+    model = inside.load_model(model_dir)
+    images, labels, classes = inside.run_test_set(record, channels)
+    probabilities = inside.predict(model, images)
+    return model, images, labels, classes, probabilities
+
+
+def _provenance(record: dict, labels: np.ndarray, probabilities: np.ndarray, what: str) -> Paragraph:
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    return Paragraph(f"The {what} is run `{record['run_id']}` ({record['model_type'].upper()}, seed {record['seed']}), "
+                     f"the recorded run with the highest validation accuracy ({100 * record['val_accuracy']:.2f} %) "
+                     f"whose model was kept. Re-scored here on its {len(labels):,} test images it reaches "
+                     f"{100 * accuracy:.2f} % (its record: {100 * record['test_accuracy']:.2f} %).")
+
+
+def inside_section(record: dict, model_dir: Path, channels: dict[str, str], folder: Path) -> list:
+    """First-layer filters and feature maps of the best CNN."""
+    model, images, labels, classes, probabilities = _scored(record, model_dir, channels)
+    right = np.flatnonzero(probabilities.argmax(axis=1) == labels)
+    sample = int(right[0]) if len(right) else 0
+    name = classes[labels[sample]]
+    maps, sizes = inside.feature_maps(model, images[sample], f"test image {sample} ({name})",
+                                      folder / "figures/cnn_feature_maps.png")
+    return [
+        Heading("Inside the CNN"),
+        _provenance(record, labels, probabilities, "CNN shown"),
+        Paragraph("Its architecture: " + describe(record["config"], record["params"], record["flops_per_image"])),
+        Figure(str(inside.first_layer_filters(model, folder / "figures/cnn_filters.png").relative_to(folder)),
+               "First-layer filters: each small image is one learned kernel (averaged over input channels)."),
+        Figure(str(maps.relative_to(folder)),
+               f"Feature maps of test image {sample} ({name}) after each conv block (height x width x channels: "
+               f"{', '.join(sizes)}); each block's eight most active channels. A later block's units see a "
+               "larger part of the image (receptive fields above)."),
+    ]
+
+
+def misclassified_section(record: dict, model_dir: Path, channels: dict[str, str], folder: Path) -> list:
+    """The best model's most confident mistakes on its test set."""
+    _, images, labels, classes, probabilities = _scored(record, model_dir, channels)
+    path, mistakes = inside.misclassified(images, labels, probabilities, classes, folder / "figures/misclassified.png")
+    return [Heading("Misclassified examples"),
+            _provenance(record, labels, probabilities, "model shown"),
+            Figure(str(path.relative_to(folder)),
+                   f"The most confident of the {mistakes} test images this model gets wrong, with its prediction "
+                   "and probability.")]

@@ -1,0 +1,121 @@
+"""run_study: run built-in or custom studies locally (sequentially) or as SageMaker jobs (in parallel)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The quick version `make demo` runs: the same studies with fewer seeds, epochs and images, smaller
+# batches, and batch norm off (in a few hundred steps its running statistics do not settle, and the
+# CNN would score below the MLP for that reason alone).
+DEMO = {"seeds": 2, "set": {"epochs": 2, "max_train_samples": 3000, "max_test_samples": 1000, "batch_size": 32,
+                            "batch_norm": "false"}}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run_study", description="Train every (setting, seed) of one-factor studies and record each run.")
+    parser.add_argument("studies", nargs="*", help="built-in study names or spec files (.json/.yaml)")
+    parser.add_argument("--all", action="store_true", help="every built-in study")
+    parser.add_argument("--list", action="store_true", help="list the built-in studies and exit")
+    parser.add_argument("--runs", default="runs/studies", help="runs folder (records/, models/, studies/); "
+                                                               "default runs/studies")
+    parser.add_argument("--train", help="training channel: a local folder, or s3:// with --sagemaker "
+                                        "(default: the installed Fashion-MNIST)")
+    parser.add_argument("--test", help="test channel (default: the test files in the training channel)")
+    parser.add_argument("--seeds", type=int, help="seeds per configuration (default: the spec's, 3 built in)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a base hyperparameter for every setting, e.g. --set epochs=20")
+    parser.add_argument("--demo", action="store_true",
+                        help=f"quick version: {DEMO['seeds']} seeds, " +
+                             ", ".join(f"{k}={v}" for k, v in DEMO["set"].items()))
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cloud = parser.add_argument_group("SageMaker (one training job per configuration and seed)")
+    cloud.add_argument("--sagemaker", action="store_true", help="launch SageMaker training jobs in parallel")
+    cloud.add_argument("--role", help="execution role ARN for the jobs")
+    cloud.add_argument("--image", help="training image URI (e.g. AWS's TensorFlow 2.x CPU training image)")
+    cloud.add_argument("--instance-type", default="ml.m5.xlarge")
+    cloud.add_argument("--output-path", help="s3://bucket/prefix for the jobs' model artifacts")
+    cloud.add_argument("--max-parallel", type=int, default=8, help="jobs running at once (default 8)")
+    cloud.add_argument("--region")
+    return parser.parse_args(argv)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"run_study: --set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def select_studies(args: argparse.Namespace):
+    from .spec import builtin_names, resolve_study
+
+    names = builtin_names() if args.all else args.studies
+    if not names:
+        raise SystemExit(f"run_study: name studies to run, or --all; built-in: {', '.join(builtin_names())}")
+    seeds = args.seeds or (DEMO["seeds"] if args.demo else None)
+    shared = {**(DEMO["set"] if args.demo else {}), **_overrides(args.set)}
+    studies = []
+    for name in names:
+        study = resolve_study(name)
+        studies.append(study.with_changes(seeds=list(range(seeds)) if seeds else None, base_overrides=shared))
+    return studies
+
+
+def list_studies() -> None:
+    from .spec import builtin_names, resolve_study
+
+    for name in builtin_names():
+        study = resolve_study(name)
+        print(f"{name:<12} factor {study.factor:<12} settings: {', '.join(s.label for s in study.settings)}"
+              f"  ({len(study.seeds)} seeds)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("convlab.train", "convlab.metrics", "training.data.channels", "tensorflow", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from ..data import DataError, find_fashion_mnist
+    from .records import RecordError
+    from .runner import StudyRunError, run_local
+    from .spec import StudyError
+
+    if args.list:
+        list_studies()
+        return 0
+    try:
+        studies = select_studies(args)
+        train = args.train or (str(find_fashion_mnist()) if find_fashion_mnist() else None)
+        if not train:
+            raise StudyError("no --train channel given and Fashion-MNIST is not installed "
+                             "(scripts/get_fashion_mnist.sh installs it)")
+        channels = {"train": train, **({"test": args.test} if args.test else {})}
+        if args.sagemaker:
+            from .sagemaker_runner import SageMakerSettings, run_sagemaker
+
+            if not args.role or not args.image:
+                raise StudyError("--sagemaker needs --role (execution role ARN) and --image (training image URI)")
+            settings = SageMakerSettings(role=args.role, training_image=args.image, instance_type=args.instance_type,
+                                         output_path=args.output_path, max_parallel=args.max_parallel,
+                                         region=args.region)
+            summary = run_sagemaker(studies, channels, args.runs, settings)
+        else:
+            summary = run_local(studies, channels, args.runs, progress=not args.no_progress)
+    except (StudyError, StudyRunError, RecordError, DataError) as exc:
+        print(f"run_study: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(summary['trained'])} runs trained, {len(summary['skipped'])} already recorded; "
+          f"records in {os.path.join(args.runs, 'records')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
