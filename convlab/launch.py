@@ -300,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         raw = json.loads(args.hyperparameters.read_text()) if args.hyperparameters else {}
+        if not isinstance(raw, dict):
+            raise LaunchError(f"--hyperparameters {args.hyperparameters}: a JSON {type(raw).__name__}; expected "
+                              "an object of hyperparameter names and values, like {\"epochs\": 5}")
         raw.update(parse_cli_hyperparameters(rest))
         cfg = LaunchConfig(
             hyperparameters=raw, base_job_name=args.job_name, data=args.data, bucket=args.bucket,

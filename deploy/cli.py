@@ -209,7 +209,8 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.transform import Handler, run_transform
     if not (args.model_dir or args.archive):
         raise DeployError("transform --local needs --model-dir or --archive")
-    model_dir = args.model_dir or extract_archive(args.archive, Path("work/deploy") / "transform-model")
+    model_dir = args.model_dir or extract_archive(args.archive, Path("work/deploy") / "transform-model",
+                                                       clean=True)
     s3 = aws.client("s3", args.region, max_pool=max(10, args.workers * 2))
     summary = run_transform(open_store(args.input, s3), open_store(args.output, s3),
                             Handler(model_dir, accept=args.accept), content_type=args.content_type,

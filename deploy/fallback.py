@@ -204,7 +204,7 @@ class Chain:
         if not self.opts.input:
             raise DeployError("local mode needs --input: an s3:// prefix or a folder of images to predict")
         assert self.archive is not None
-        model_dir = extract_archive(self.archive, self.work / "model")
+        model_dir = extract_archive(self.archive, self.work / "model", clean=True)
         source = open_store(self.opts.input, self.s3)
         uploaded = bool(self.result.get("archive", {}).get("s3_uri"))
         dest = S3Store(self.output, self.s3) if uploaded else LocalStore(self.work / "predictions")

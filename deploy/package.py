@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -154,9 +155,15 @@ def verify_archive(archive: str | Path) -> list[str]:
     return names
 
 
-def extract_archive(archive: str | Path, dest: str | Path) -> Path:
-    """Extract a model.tar.gz safely (tarfile "data" filter semantics, links refused)."""
+def extract_archive(archive: str | Path, dest: str | Path, clean: bool = False) -> Path:
+    """Extract a model.tar.gz safely (tarfile "data" filter semantics, links refused). With
+    `clean`, what an earlier extraction left in dest is removed first, so no file of another
+    archive (a model.onnx, a code/inference.py) is served with this one."""
     path, out = Path(archive), Path(dest)
+    with _open(path) as tar:
+        _safe_members(tar, path)  # refuse a bad archive before touching dest
+    if clean and out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     with _open(path) as tar:
         members = _safe_members(tar, path)

@@ -91,11 +91,19 @@ class LocalStore:
                 stat = path.stat()
                 yield Item(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime)
 
+    def _path(self, relative: str) -> Path:
+        """root/relative, refusing a key (an S3 key holding `..`, say) that points outside root."""
+        normal = os.path.normpath(relative)
+        if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
+            raise TransformError(f"key {relative!r} points outside the folder {str(self.root)!r}; "
+                                 "expected a path below it")
+        return self.root / normal
+
     def read(self, relative: str) -> bytes:
-        return (self.root / relative).read_bytes()
+        return self._path(relative).read_bytes()
 
     def write(self, relative: str, body: bytes, content_type: str) -> None:
-        final = self.root / relative
+        final = self._path(relative)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=final.name + PARTIAL_MARK, dir=final.parent)
         try:

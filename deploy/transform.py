@@ -20,6 +20,7 @@ import numpy as np
 
 from deploy.errors import TransformError
 from deploy.stores import OUT_SUFFIX, Item, LocalStore, S3Store, completed_outputs
+from inference.batching import split_prediction
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +88,6 @@ def _as_batch(decoded: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
     """One array from decoded inputs; returns the row count each input contributed."""
     rows = [a if a.ndim == 4 else a[np.newaxis] for a in decoded]
     return np.concatenate(rows, axis=0), [len(r) for r in rows]
-
-
-def _rows(prediction: Any, start: int, stop: int) -> Any:
-    """Rows start:stop of a batch prediction, in the structure predict_fn returned: arrays are
-    sliced, other dict values (the class names, say) are shared by every row."""
-    if isinstance(prediction, dict):
-        return {k: (v[start:stop] if isinstance(v, np.ndarray) else v) for k, v in prediction.items()}
-    return prediction[start:stop]
 
 
 @dataclass
@@ -218,7 +211,8 @@ def _infer(handler: Handler, batch: list[_Decoded]) -> Iterable[tuple[str, bytes
     for decoded, count in zip(batch, counts):
         relative = decoded.item.relative
         try:
-            body, body_type = handler.encode(_rows(prediction, start, start + count))
+            rows = split_prediction(prediction, start, start + count, len(stacked))
+            body, body_type = handler.encode(rows)
             yield relative, body, body_type, None
         except Exception as exc:  # noqa: BLE001
             yield relative, b"", "", Failure(relative, "encode", _describe(exc), getattr(exc, "status", None))

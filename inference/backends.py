@@ -23,6 +23,9 @@ log = logging.getLogger("convlab.serve")
 BACKEND_ENV = "CONVLAB_BACKEND"  # auto | onnx | savedmodel
 THREADS_ENV = "CONVLAB_ONNX_THREADS"
 BACKENDS = ("auto", "onnx", "savedmodel")
+# A larger batch goes to the backend in slices of this many images, so the activations of one
+# call stay small whatever the request holds.
+PREDICT_CHUNK = 512
 
 
 class OnnxBackend:
@@ -87,7 +90,11 @@ class LoadedModel:
         if images.ndim != 4 or images.shape[1:] != self.preprocessing.shape:
             raise BadInput(f"model input: batch of shape {list(images.shape)}; expected "
                            f"[N, {', '.join(map(str, self.preprocessing.shape))}]")
-        return self.backend.predict(np.ascontiguousarray(images, dtype=np.float32))
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if len(images) <= PREDICT_CHUNK:
+            return self.backend.predict(images)
+        return np.concatenate([self.backend.predict(images[start:start + PREDICT_CHUNK])
+                               for start in range(0, len(images), PREDICT_CHUNK)])
 
 
 def read_json(path: Path) -> object:

@@ -96,6 +96,7 @@ def decode_json(body: bytes, prep: Preprocessing) -> np.ndarray:
                        "with \"instances\" or \"image\"")
     if not isinstance(instances, list) or not instances:
         raise BadInput(f"{JSON}: \"instances\" must be a non-empty list of images")
+    prep.check_batch_size(len(instances), f"{JSON} instances")
     if all(isinstance(one, dict) for one in instances):
         return np.concatenate([_json_image(one, index, prep) for index, one in enumerate(instances)])
     if any(isinstance(one, dict) for one in instances):

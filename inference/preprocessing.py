@@ -15,6 +15,9 @@ from .errors import BadInput, ModelLoadError
 
 # A decoded image larger than this is refused before its pixels are decompressed.
 MAX_IMAGE_PIXELS = 4096 * 4096
+# At most this many float32 values (128 MiB) are produced for one request: tiny images resized up
+# to the model's input would otherwise turn a small body into gigabytes.
+MAX_BATCH_VALUES = 32 * 1024 * 1024
 COLOR_MODES = {"L": 1, "RGB": 3}
 _ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -61,6 +64,7 @@ class Preprocessing:
 
     def image_to_array(self, image: Image.Image) -> np.ndarray:
         """A decoded Pillow image as float32 [H, W, C], scaled."""
+        image = _to_8bit(image)
         if image.mode != self.color_mode:
             image = image.convert(self.color_mode)
         if image.size != (self.width, self.height):
@@ -84,12 +88,23 @@ class Preprocessing:
                            f"[H, W, C], or a batch [N, H, W] or [N, H, W, C] (model input {list(self.shape)})")
         if array.shape[0] == 0:
             raise BadInput(f"{what}: the batch is empty")
+        if 0 in array.shape:
+            raise BadInput(f"{what}: array of shape {list(array.shape)} holds no pixels; expected images "
+                           f"of at least 1x1 (model input {list(self.shape)})")
         if array.shape[-1] not in _ARRAY_MODES:
             raise BadInput(f"{what}: {array.shape[-1]} channels in shape {list(array.shape)}; expected 1, 3 or 4")
         _check_range(array, what)
         if array.shape[1:] == self.shape:
             return array.astype(np.float32) * np.float32(self.rescale)
+        self.check_batch_size(len(array), what)
         return np.stack([self.image_to_array(_to_image(one)) for one in array])
+
+    def check_batch_size(self, images: int, what: str) -> None:
+        """Refuse a request whose images, converted to the model's input, exceed MAX_BATCH_VALUES."""
+        if images * self.values_per_image > MAX_BATCH_VALUES:
+            raise BadInput(f"{what}: {images} images at the model input {list(self.shape)} would be "
+                           f"{images * self.values_per_image} values; at most {MAX_BATCH_VALUES} per request "
+                           f"({MAX_BATCH_VALUES // self.values_per_image} images): send fewer images per request")
 
     def flat_to_batch(self, rows: np.ndarray, what: str) -> np.ndarray:
         """Rows of H*W*C raw pixel values (CSV, flat JSON instances) -> float32 [N, H, W, C]."""
@@ -122,6 +137,14 @@ def open_image(body: bytes, formats: list[str] | None, what: str) -> Image.Image
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadInput(f"{what}: the image data is corrupt or truncated ({exc})") from None
     return image
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (PNG/TIFF mode I;16*) scaled to 0..255, as training's image folder
+    reader does: Pillow's convert("L") would clip every value above 255 to white."""
+    if not image.mode.startswith("I;16"):
+        return image
+    return Image.fromarray(np.rint(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8), "L")
 
 
 def _numeric(array: np.ndarray, what: str) -> np.ndarray:

@@ -2,23 +2,9 @@
 receptive field. Numbers here come from the config and the run record, never typed in."""
 from __future__ import annotations
 
-from training.models import ModelConfig
+from training.models import ModelConfig, receptive_fields
 
 from .analysis import count
-
-
-def receptive_fields(config: ModelConfig) -> list[int]:
-    """Receptive field (pixels, one side) of a unit after each conv block."""
-    fields, field, jump = [], 1, 1
-    for _ in range(config.depth):
-        for _ in range(config.convs_per_block):
-            field += (config.kernel_size - 1) * jump
-            jump *= config.stride
-        if config.pooling != "none":
-            field += (config.pool_size - 1) * jump
-            jump *= config.pool_size
-        fields.append(field)
-    return fields
 
 
 def block_sizes(config: ModelConfig) -> list[tuple[int, int]]:

@@ -115,6 +115,14 @@ def test_colour_and_larger_images_are_converted_as_pillow_would(model, images):
     assert original["probabilities"].argmax() == resized["probabilities"].argmax()
 
 
+def test_a_16_bit_png_is_scaled_as_training_reads_it(model, images):
+    pixels = images[0][0, ..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(buffer, format="PNG")
+    decoded = handler.input_fn(buffer.getvalue(), "image/png")
+    np.testing.assert_allclose(decoded[0, ..., 0], pixels.astype(np.float32) / 255, atol=1e-7)
+
+
 def test_output_formats(model, images):
     prediction = handler.predict_fn(handler.input_fn(npy(images[0][:5]), "application/x-npy"), model)
     probabilities, classes = prediction["probabilities"], prediction["classes"]
@@ -156,6 +164,12 @@ BAD_REQUESTS = [
     (npy(np.full((28, 28), np.nan)), "application/x-npy", 400, "NaN"),
     (npy(np.zeros((2, 3, 28, 28, 1))), "application/x-npy", 400, "shape [2, 3, 28, 28, 1]"),
     (b"garbage", "application/x-npy", 400, ".npy"),
+    (npy(np.zeros((1, 0, 0, 1), np.uint8)), "application/x-npy", 400, "holds no pixels"),
+    (npy(np.zeros((28, 0), np.uint8)), "application/x-npy", 400, "holds no pixels"),
+    (b'{"instances": [[[]]]}', "application/json", 400, "holds no pixels"),
+    # 50 kB of 1x1 images would be 157 MB of model input: refused before any resizing.
+    (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", 400, "images per request"),
+    (json.dumps({"instances": [[[0]]] * 50_000}).encode(), "application/json", 400, "images per request"),
 ]
 
 
@@ -165,6 +179,27 @@ def test_bad_input_raises_a_typed_error_with_its_status(model, body, content_typ
         handler.input_fn(body, content_type)
     assert caught.value.status == status
     assert fragment in caught.value.message
+
+
+def test_a_large_batch_reaches_the_backend_in_bounded_slices(trained_model_dir, images):
+    from inference.backends import PREDICT_CHUNK
+
+    model = handler.model_fn(str(trained_model_dir))
+    real = model.backend
+    sizes = []
+
+    class Recording:
+        name = real.name
+
+        def predict(self, batch):
+            sizes.append(len(batch))
+            return real.predict(batch)
+
+    model.backend = Recording()
+    batch = np.resize(images[0], (PREDICT_CHUNK * 2 + 7, 28, 28, 1)).astype(np.float32) / 255
+    probabilities = model.predict(batch)
+    assert max(sizes) <= PREDICT_CHUNK and sum(sizes) == len(batch)
+    np.testing.assert_allclose(probabilities[:len(images[0])], real.predict(batch[:len(images[0])]), atol=1e-6)
 
 
 def test_unsupported_accept_is_406(model, images):

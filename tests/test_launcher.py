@@ -205,3 +205,11 @@ def test_inconsistent_job_settings_are_refused(aws, capsys, tmp_path, fashion_su
     code, err = _run_main(capsys, "--bucket", TEST_BUCKET, "--role", LAB_ROLE, "--work-dir", str(tmp_path),
                           "--data", str(fashion_subset_dir), "--no-progress", *args)
     assert code == 1 and message in err
+
+
+def test_a_hyperparameters_file_that_is_not_an_object_is_one_clear_line(capsys, tmp_path):
+    listed = tmp_path / "hyperparameters.json"
+    listed.write_text("[5, 128]")
+    code, err = _run_main(capsys, "--hyperparameters", str(listed), "--work-dir", str(tmp_path))
+    assert code == 1 and "Traceback" not in err
+    assert f"--hyperparameters {listed}: a JSON list; expected an object" in err

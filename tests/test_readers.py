@@ -168,6 +168,18 @@ def test_png_folder_tree(tmp_path):
     np.testing.assert_array_equal(got.images[:2], images[4:6])  # PNG is lossless
 
 
+def test_16_bit_png_folder_is_scaled_not_clipped(tmp_path):
+    images = _images(4, 8, 8)
+    for i, cls in enumerate(["a", "b"]):
+        for j in range(2):
+            path = tmp_path / "ch" / cls / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[2 * i + j, ..., 0].astype(np.uint16) * 257).save(path, format="PNG")
+    assert Image.open(path).mode == "I;16"
+    got = read_channel(tmp_path / "ch")
+    np.testing.assert_array_equal(got.images, images)
+
+
 def test_jpeg_folder_with_train_and_test_subfolders(tmp_path):
     for split, count in (("train", 3), ("test", 1)):
         for cls in ("cat", "dog"):

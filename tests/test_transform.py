@@ -159,3 +159,40 @@ def test_missing_input_prefix_is_a_clear_error(aws, model_dir, capsys):
                      "--output", f"s3://{BUCKET}/o/"])
     assert code == 1
     assert f"no input objects under s3://{BUCKET}/nothing/" in capsys.readouterr().err
+
+
+def test_an_s3_key_climbing_out_of_a_local_output_folder_is_refused(aws, model_dir, pngs, tmp_path, capsys):
+    few = dict(list(pngs.items())[:5])
+    upload(few, "climb/")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="climb/../../escaped.png", Body=next(iter(few.values())))
+    out = tmp_path / "deep" / "out"
+    summary = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/climb/", "--output", str(out),
+                        capsys=capsys)
+    assert (summary["written"], summary["failed"]) == (5, 1)
+    failure = summary["failures"][0]
+    assert failure["key"] == "../../escaped.png" and failure["stage"] == "write"
+    assert "points outside the folder" in failure["error"]
+    assert not list(tmp_path.rglob("escaped.png.out"))
+
+
+def test_an_archive_is_not_served_with_files_left_by_an_earlier_one(trained_model_dir, pngs, tmp_path, capsys,
+                                                                    monkeypatch):
+    import shutil
+
+    without_onnx = tmp_path / "model-without-onnx"
+    shutil.copytree(trained_model_dir, without_onnx, ignore=shutil.ignore_patterns("model.onnx"))
+    first = build_archive(trained_model_dir, tmp_path / "first.tar.gz")
+    second = build_archive(without_onnx, tmp_path / "second.tar.gz")
+    source = tmp_path / "images"
+    source.mkdir()
+    for index, body in enumerate(list(pngs.values())[:3]):
+        (source / f"{index}.png").write_bytes(body)
+    monkeypatch.chdir(tmp_path)
+    extracted = tmp_path / "work" / "deploy" / "transform-model"
+    transform("--archive", str(first), "--input", str(source), "--output", str(tmp_path / "out1"), capsys=capsys)
+    assert (extracted / "model.onnx").is_file()
+    summary = transform("--archive", str(second), "--input", str(source), "--output", str(tmp_path / "out2"),
+                        capsys=capsys)
+    assert summary["written"] == 3
+    assert not (extracted / "model.onnx").exists(), "the first archive's model.onnx would be served"

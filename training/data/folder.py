@@ -51,10 +51,19 @@ def find_roots(root: Path) -> dict[str, Path]:
     return {"train": root} if _is_class_tree(root) else {}
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (PNG/TIFF mode I;16*) scaled to 0..255: Pillow's convert("L")
+    would clip every value above 255 to white. The serving preprocessing does the same."""
+    if not img.mode.startswith("I;16"):
+        return img
+    return Image.fromarray(np.rint(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8), "L")
+
+
 def _load(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
+            img = to_8bit(img)
             mode = "L" if img.mode in GRAY_MODES else "RGB"
             return img.convert(mode) if img.mode != mode else img.copy()
     except UnidentifiedImageError as exc:
