@@ -1,5 +1,10 @@
 """The tf.data input pipeline: uint8 images stay uint8 in memory, batches are gathered by index,
-scaled and (optionally) augmented as whole batches."""
+scaled and (optionally) augmented as whole batches.
+
+The training dataset repeats, and fit() is given steps_per_epoch, so one iterator lives for the
+whole run: a new tf.data iterator per epoch (what fit() on numpy arrays does) intermittently costs
+seconds at the start of an epoch on this kind of machine (bench/train_throughput.py).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +31,12 @@ class Augmenter:
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, rescale: float, *,
-                 shuffle: bool = False, seed: int = 0, augment: bool = False) -> tf.data.Dataset:
-    """Batches of (float32 images * rescale, int labels) from uint8 arrays (N, H, W, C)."""
+                 shuffle: bool = False, seed: int = 0, augment: bool = False,
+                 repeat: bool = False) -> tf.data.Dataset:
+    """Batches of (float32 images * rescale, int labels) from uint8 arrays (N, H, W, C).
+
+    With repeat=True the batches go on forever, reshuffled every pass: pass fit() steps_per_epoch.
+    """
     count = len(images)
     pixels = tf.constant(images)
     targets = tf.constant(labels.astype(np.int32))
@@ -38,7 +47,10 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, rescal
     indices = tf.data.Dataset.range(count)
     if shuffle:
         indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    dataset = indices.batch(batch_size).map(gather, num_parallel_calls=AUTOTUNE)
+    indices = indices.batch(batch_size)
+    if repeat:
+        indices = indices.repeat()
+    dataset = indices.map(gather, num_parallel_calls=AUTOTUNE)
     if augment:
         dataset = dataset.map(Augmenter(images.shape[1], images.shape[2], seed), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

@@ -144,7 +144,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     rescale = 1.0 / 255.0
     steps_per_epoch = -(-len(y_train) // params.batch_size)
     train_ds = make_dataset(x_train, y_train, params.batch_size, rescale, shuffle=True, seed=params.seed,
-                            augment=params.augment == "light")
+                            augment=params.augment == "light", repeat=True)
     val_ds = make_dataset(*data["val"], params.batch_size * 4, rescale)
     if params.label_smoothing:
         def one_hot(x, y):
@@ -173,7 +173,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
         state["epoch"] - state["best_epoch"] >= params.early_stopping_patience
     if state["epoch"] < params.epochs and not stopped_early:
         model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=state["epoch"],
-                  callbacks=[recorder], verbose=verbose, shuffle=False)
+                  steps_per_epoch=steps_per_epoch, callbacks=[recorder], verbose=verbose, shuffle=False)
     if recorder.best_weights is not None:
         model.set_weights(recorder.best_weights)  # model selection on the validation split only
 
