@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from training import train as entry
@@ -23,8 +24,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--test", help="optional test channel: a local folder/file or s3://bucket/prefix")
     parser.add_argument("--hyperparameters", help="JSON file of hyperparameters")
     args, rest = parser.parse_known_args(argv)
-    hyperparameters = json.loads(Path(args.hyperparameters).read_text()) if args.hyperparameters else {}
-    hyperparameters.update(parse_cli_hyperparameters(rest))
     if not args.local:
         return entry.main(rest)
     if not args.train:
@@ -33,7 +32,13 @@ def main(argv: list[str]) -> int:
     channels = {"train": args.train}
     if args.test:
         channels["test"] = args.test
-    root = prepare_opt_ml(args.work_dir, channels, hyperparameters)
+    try:
+        hyperparameters = _read_hyperparameters(args.hyperparameters)
+        hyperparameters.update(parse_cli_hyperparameters(rest))
+        root = prepare_opt_ml(args.work_dir, channels, hyperparameters)
+    except Exception as exc:  # a bad path, file or S3 prefix: one line, no traceback
+        print(f"convlab train: {exc}", file=sys.stderr)
+        return 2
     code = entry.main([], root=root)
     if code == 0:
         logging.getLogger("convlab.train").info("artifacts in %s, metrics in %s", root / "model",
@@ -41,6 +46,19 @@ def main(argv: list[str]) -> int:
     else:
         logging.getLogger("convlab.train").error("failure file: %s", root / "output" / "failure")
     return code
+
+
+def _read_hyperparameters(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        document = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--hyperparameters {path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"--hyperparameters {path}: expected a JSON object of name: value, "
+                         f"got a {type(document).__name__}")
+    return document
 
 
 def stage_main(argv: list[str]) -> int:

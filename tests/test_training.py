@@ -230,3 +230,14 @@ def test_bad_input_fails_with_one_clear_line(case, tmp_path, fashion_subset_dir)
     assert expected in failure, failure
     assert "Traceback" not in failure and len(failure.strip().splitlines()) == 1
     assert list((root / "model").iterdir()) == [], "nothing may be left in the model dir"
+
+
+def test_local_mode_reports_a_bad_channel_or_file_in_one_line(tmp_path, capsys):
+    from convlab.train_cli import main as train_cli
+
+    assert train_cli(["--local", "--train", str(tmp_path / "missing"), "--work-dir", str(tmp_path / "w")]) == 2
+    assert "channel 'train':" in capsys.readouterr().err
+    (tmp_path / "hps.json").write_text("[1, 2]")
+    assert train_cli(["--local", "--train", str(tmp_path), "--hyperparameters", str(tmp_path / "hps.json"),
+                      "--work-dir", str(tmp_path / "w")]) == 2
+    assert "expected a JSON object" in capsys.readouterr().err

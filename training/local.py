@@ -77,7 +77,12 @@ def prepare_opt_ml(work_dir: str | Path, channels: dict[str, str], hyperparamete
     for name, source in channels.items():
         target = data / name
         if str(source).startswith("s3://"):
-            download_s3_prefix(str(source), target)
+            try:
+                download_s3_prefix(str(source), target)
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # botocore: credentials, missing bucket, access denied
+                raise ValueError(f"channel '{name}': could not download {source}: {exc}") from None
         else:
             path = Path(source).resolve()
             if not path.exists():
