@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convlab demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", default="work/demo")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--max-train-samples", type=int, default=0, help="0 = all 60,000 images")
     parser.add_argument("--skip", action="append", default=[], choices=["serve", "report", "deploy"])
     args = parser.parse_args(argv)

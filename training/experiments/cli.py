@@ -81,8 +81,11 @@ def list_studies() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("convlab.train", "convlab.metrics", "training.data.channels", "tensorflow", "absl"):
+    for noisy in ("convlab.train", "convlab.metrics", "training.data.channels"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # One model after another in one process: TensorFlow's retracing notices say nothing useful here.
+    for noisy in ("tensorflow", "absl"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from ..data import DataError, find_fashion_mnist
     from .records import RecordError
     from .runner import StudyRunError, run_local
