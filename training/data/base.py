@@ -189,3 +189,10 @@ def name_classes(labels: np.ndarray, image_shape: tuple[int, ...], root: Path,
         if is_fashion_mnist_labels(labels):
             return list(FASHION_MNIST_CLASSES)
     return digit_names(int(labels.max(initial=-1)) + 1)
+
+
+def check_same_shape(images: list, pixels: np.ndarray, where: str, first_file) -> None:
+    """Refuse a file whose images differ in shape from those already read from `first_file`."""
+    if images and pixels.shape[1:] != images[0].shape[1:]:
+        raise DataError(f"{where}: images are {pixels.shape[1:]}, those in {Path(first_file).name} are "
+                        f"{images[0].shape[1:]}; all images must have one shape")

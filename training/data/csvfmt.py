@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DataError
+from .base import DataError, check_same_shape
 
 NAME = "CSV"
 _ROWS_PER_CHUNK = 4096
@@ -175,9 +175,7 @@ def read_files(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, list[Path
     images, labels = [], []
     for path in paths:
         pixels, ids = read_csv(path)
-        if images and pixels.shape[1:] != images[0].shape[1:]:
-            raise DataError(f"{path}: images are {pixels.shape[1:]}, those in {paths[0].name} are "
-                            f"{images[0].shape[1:]}; all images must have one shape")
+        check_same_shape(images, pixels, str(path), paths[0])
         images.append(pixels)
         labels.append(ids)
     if len(images) == 1:

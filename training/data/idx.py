@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import CLASSES_FILE, DataError, to_nhwc, to_pixels
+from .base import CLASSES_FILE, DataError, check_same_shape, to_nhwc, to_pixels
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,7 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarr
         if len(raw) != len(pixels):
             raise DataError(f"{label_path}: {len(raw)} labels for {len(pixels)} images in "
                             f"{image_path.name}; expected one label per image")
-        if images and pixels.shape[1:] != images[0].shape[1:]:
-            raise DataError(f"{image_path}: images are {pixels.shape[1:]}, those in "
-                            f"{files[0].name} are {images[0].shape[1:]}; all images must have one shape")
+        check_same_shape(images, pixels, str(image_path), files[0] if files else image_path)
         images.append(pixels)
         labels.append(raw.astype(np.int64))
         files += [image_path, label_path]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DataError, to_labels, to_nhwc, to_pixels
+from .base import DataError, check_same_shape, to_labels, to_nhwc, to_pixels
 
 NAME = "npz"
 LAYOUTS = "x_train, y_train (and x_test, y_test) or x, y"
@@ -67,9 +67,7 @@ def read_entries(entries: Sequence[tuple[Path, str, str]]) -> tuple[np.ndarray, 
         if len(ids) != len(pixels):
             raise DataError(f"{path}: '{x_key}' holds {len(pixels)} images but '{y_key}' "
                             f"{len(ids)} labels; expected one label per image")
-        if images and pixels.shape[1:] != images[0].shape[1:]:
-            raise DataError(f"{where}: images are {pixels.shape[1:]}, those in {files[0].name} are "
-                            f"{images[0].shape[1:]}; all images must have one shape")
+        check_same_shape(images, pixels, where, files[0] if files else path)
         images.append(pixels)
         labels.append(ids)
         files.append(path)
