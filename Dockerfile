@@ -1,35 +1,54 @@
-# convlab: one image for both SageMaker programs.
-#   docker run -v "$PWD/opt_ml:/opt/ml" convlab train    trains from /opt/ml/input, writes /opt/ml/model
-#   docker run -p 8080:8080 -v "$PWD/model:/opt/ml/model" convlab serve
-# Runtime dependencies only: TensorFlow/Keras to train, tf2onnx to export model.onnx, ONNX Runtime
-# to serve it; the SageMaker SDK is not installed (the `sdk` extra is for launching jobs).
-FROM python:3.11-slim
+# convlab: the SageMaker bring-your-own-container image, in two flavours.
+#   full (default):  docker build -t convlab:latest .
+#       `train` and `serve`: TensorFlow/Keras to train, tf2onnx to export model.onnx, ONNX Runtime to serve.
+#   serve-only:      docker build --target serve -t convlab-serve:latest .
+#       `serve` only: ONNX Runtime, no TensorFlow; serves a model.tar.gz that has model.onnx.
+#   docker run -v "$PWD/opt_ml:/opt/ml" convlab train                      trains from /opt/ml/input
+#   docker run --network host -e SAGEMAKER_BIND_TO_PORT=8080 -v "$PWD/model:/opt/ml/model" convlab serve
+# Where Docker Hub cannot be reached, build the base from Debian packages first
+# (scripts/docker_base.sh) and pass --build-arg BASE_IMAGE=convlab-base:bookworm;
+# scripts/docker_build.sh does that by itself. The SageMaker SDK is not installed (the `sdk` extra
+# is for launching jobs).
+ARG BASE_IMAGE=python:3.11-slim
 
+FROM ${BASE_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
-    SAGEMAKER_BIND_TO_PORT=8080
-
+    SAGEMAKER_BIND_TO_PORT=8080 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN python3 -m venv /opt/venv
 WORKDIR /opt/program
+COPY constraints.txt ./
 
-# Dependencies first, so code changes do not reinstall TensorFlow.
+# Serve-only: the inference package alone, on ONNX Runtime.
+FROM base AS serve
+RUN pip install --no-cache-dir -c constraints.txt numpy pillow starlette uvicorn httptools uvloop onnxruntime
+COPY inference/ inference/
+ENV PYTHONPATH=/opt/program
+RUN python3 -c "import inference.server, inference.app" \
+    && ! python3 -c "import tensorflow" 2>/dev/null
+COPY scripts/serve /usr/local/bin/
+EXPOSE 8080
+CMD ["serve"]
+
+# Full: both programs. Dependencies first, so code changes do not reinstall TensorFlow.
+FROM base AS full
 COPY setup.py README.md ./
 COPY convlab/__init__.py convlab/__init__.py
 COPY training/__init__.py training/__init__.py
 COPY inference/__init__.py inference/__init__.py
 COPY deploy/__init__.py deploy/__init__.py
-RUN pip install --no-cache-dir . "onnxruntime==1.32.0" "tf2onnx==1.17.0" "onnx==1.23.2"
-
-# The package itself, and the two programs SageMaker runs.
+RUN pip install --no-cache-dir -c constraints.txt ".[onnx]"
 COPY convlab/ convlab/
 COPY training/ training/
 COPY inference/ inference/
 COPY deploy/ deploy/
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import inference.server, training.train"
+    && python3 -c "import inference.server, training.train"
 COPY scripts/train scripts/serve /usr/local/bin/
-
 EXPOSE 8080
 CMD ["serve"]

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from convlab.container_failure import describe_failure
 from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, s3_channels, upload_dataset
 from convlab.sagemaker_setup import (ROLE_ENV, LaunchError, resolve_role, resolve_training_image,
                                      sagemaker_session)
@@ -207,6 +208,10 @@ def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise LaunchError(f"CreateTrainingJob refused: {error.get('Code')}: {error.get('Message')}") from None
+    except RuntimeError as exc:  # docker-compose ended non-zero: a container failed
+        if not cfg.local_container:
+            raise
+        raise LaunchError(describe_failure(cfg.work_dir.resolve() / "container", exc)) from None
     job = trainer._latest_training_job
     name = job.training_job_name if job is not None else \
         f"{cfg.base_job_name} ({'dry run' if cfg.dry_run else 'local container'})"

@@ -123,6 +123,12 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def tensorflow_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def load_model(model_dir, backend: str | None = None) -> LoadedModel:
     """Load a model_dir (docs/model_dir.md) with the chosen backend (`auto` prefers ONNX Runtime)."""
     model_dir = Path(model_dir)
@@ -139,6 +145,10 @@ def load_model(model_dir, backend: str | None = None) -> LoadedModel:
             raise ModelLoadError(f"{onnx_path}: not found, and backend 'onnx' was asked for")
         runner = OnnxBackend(onnx_path, int(os.environ.get(THREADS_ENV, "0") or 0))
     else:
+        if not onnx_path.is_file() and not tensorflow_available():
+            raise ModelLoadError(f"{model_dir}: no model.onnx, and TensorFlow is not installed to load the "
+                                 "SavedModel in 1/ (a serve-only image): train with export_onnx=true (the "
+                                 "default) so model.onnx exists, or serve with the full image convlab:latest")
         if not (saved_model / "saved_model.pb").is_file():
             raise ModelLoadError(f"{saved_model}: no saved_model.pb (and no usable model.onnx); expected "
                                  "the SavedModel training exports to <model_dir>/1")

@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import build_app, settings_to_environment
+    from .draining import DrainingServer
     from .overrides import UserModuleError, load_handler
 
     common = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(True)
             server.should_exit = True
 
-        server = uvicorn.Server(uvicorn.Config(build_app(settings, stop_on_failure), **common))
+        server = DrainingServer(uvicorn.Config(build_app(settings, stop_on_failure), **common))
         # uvicorn re-raises the signal that stopped it once it has drained; by then the shutdown
         # is complete, so it lands on these handlers and the process exits 0.
         for signum in (signal.SIGTERM, signal.SIGINT):

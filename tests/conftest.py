@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures_aws",
     "tests.fixtures_sdk",
     "tests.fixtures_experiments",
+    "tests.fixtures_docker",
 ]

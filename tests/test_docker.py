@@ -36,13 +36,18 @@ def test_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_builds_one_image_for_both_programs():
+def test_dockerfile_builds_a_full_and_a_serve_only_image():
     text = (REPO / "Dockerfile").read_text()
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert re.match(r"FROM python:3\.\d+-slim$", instructions[0])
-    installs = " ".join(line for line in instructions if "pip install" in line)
-    assert "pip install --no-cache-dir . " in installs and "onnxruntime==" in installs
-    assert "sagemaker" not in installs.lower() and "[sdk]" not in installs
+    assert re.match(r"ARG BASE_IMAGE=python:3\.\d+-slim$", instructions[0])
+    assert "FROM ${BASE_IMAGE} AS base" in instructions
+    stages = [line.split()[-1] for line in instructions if line.startswith("FROM ")]
+    assert stages == ["base", "serve", "full"]  # the last stage is what `docker build .` gives
+    installs = [line for line in instructions if "pip install" in line]
+    assert all("-c constraints.txt" in line or "--no-deps" in line for line in installs)
+    assert not any("sagemaker" in line.lower() or "[sdk]" in line for line in installs)
+    serve = text[text.index("AS serve"):text.index("AS full")]
+    assert "onnxruntime" in serve and "tensorflow" not in serve.replace("import tensorflow", "")
     assert "COPY scripts/train scripts/serve /usr/local/bin/" in instructions
     assert 'CMD ["serve"]' in instructions and "EXPOSE 8080" in instructions
     # Every file the Dockerfile copies is let through by .dockerignore (which excludes all else).

@@ -28,6 +28,20 @@ def _read_json(path: Path, default):
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
+def _decode_values(hps: dict) -> dict:
+    """The SageMaker SDK JSON-encodes every value ("\"cnn\"", "3"); plain strings stay as they are."""
+    out = {}
+    for name, value in hps.items():
+        if isinstance(value, str):
+            try:
+                decoded = json.loads(value)
+            except json.JSONDecodeError:
+                decoded = value
+            value = decoded if isinstance(decoded, str) else value
+        out[name] = value
+    return out
+
+
 @dataclass
 class TrainingEnv:
     """Resolved paths, channels, hosts and raw hyperparameters of one training run."""
@@ -78,7 +92,7 @@ def resolve(argv: list[str] | None = None, root: Path | None = None) -> Training
     root = Path(root) if root else opt_ml_root()
     env = os.environ
     hps: dict[str, object] = {}
-    hps.update(_read_json(root / "input" / "config" / "hyperparameters.json", {}))
+    hps.update(_decode_values(_read_json(root / "input" / "config" / "hyperparameters.json", {})))
     if env.get("SM_HPS"):
         hps.update(json.loads(env["SM_HPS"]))
     cli = parse_cli_hyperparameters(list(argv or []))
