@@ -220,3 +220,141 @@ def test_train_py_still_imports_as_a_module(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.train", "--help"], cwd=REPO,
                             env=clean_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "hyperparameters:" in result.stdout
+
+
+# --- serving: sagemaker-inference under multi-model-server's worker ----------------------------------
+
+@pytest.fixture(scope="module")
+def extracted_archive(trained_model_dir, tmp_path_factory):
+    """model.tar.gz from deploy/package.py, extracted as SageMaker extracts it into /opt/ml/model."""
+    from deploy.package import build_archive
+
+    work = tmp_path_factory.mktemp("toolkit-serving")
+    archive = build_archive(trained_model_dir, work / "model.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(work / "opt" / "ml" / "model", filter="data")
+    return work / "opt" / "ml" / "model"
+
+
+def _png_bomb() -> bytes:
+    """A small PNG body that decodes to 25 million pixels."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _serve_with_toolkit(model_dir: Path, work: Path, requests: list[tuple[bytes, dict]]) -> list[dict]:
+    listed = []
+    for number, (body, headers) in enumerate(requests):
+        (work / f"body-{number}").write_bytes(body)
+        listed.append({"body_file": str(work / f"body-{number}"), "headers": headers})
+    (work / "requests.json").write_text(json.dumps(listed))
+    # sagemaker-inference's model server puts /opt/ml/model/code on the worker's PYTHONPATH.
+    result = subprocess.run([sys.executable, str(TESTS / "toolkit_mms_worker.py"), str(model_dir),
+                             str(work / "requests.json")], cwd=work, capture_output=True, text=True, timeout=600,
+                            env=clean_env(PYTHONPATH=str(model_dir / "code"), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == len(requests), result.stderr[-3000:]
+    return answers
+
+
+def test_sagemaker_inference_serves_the_archive(extracted_archive, trained_model_dir, fashion_test_images,
+                                                tmp_path):
+    images, labels = fashion_test_images
+    count = 200
+    png = {"Content-Type": "image/png", "Accept": "application/json"}
+    requests = [(png_bytes(image), png) for image in images[:count]]
+    batch = json.dumps({"instances": images[:20, ..., 0].tolist()}).encode()
+    requests += [
+        (batch, {"Content-Type": "application/json", "Accept": "*/*"}),  # a UTF-8 type, default Accept
+        (png_bytes(images[0]), {"Content-Type": "image/png", "Accept": "text/csv"}),
+        (b"\x89PNG\r\n\x1a\n not really", png),
+        (b"", png),
+        (b'{"instances": [[1, 2', {"Content-Type": "application/json"}),
+        (_png_bomb(), png),
+        (png_bytes(images[0]), {"Content-Type": "application/pdf"}),
+        (png_bytes(images[0]), {"Content-Type": "image/png", "Accept": "image/gif"}),
+    ]
+    answers = _serve_with_toolkit(extracted_archive, tmp_path, requests)
+
+    served = answers[:count]
+    assert {a["status"] for a in served} == {200} and {a["content_type"] for a in served} == {"application/json"}
+    predicted = [json.loads(a["body"])["predictions"][0]["class_index"] for a in served]
+    accuracy = float(np.mean(np.array(predicted) == labels[:count]))
+    expected = json.loads((trained_model_dir / "metrics.json").read_text())["test_accuracy"]
+    assert accuracy > 0.6 and abs(accuracy - expected) < 0.1, (accuracy, expected)
+    batch_answer, csv_answer = answers[count], answers[count + 1]
+    assert batch_answer["status"] == 200 and len(json.loads(batch_answer["body"])["predictions"]) == 20
+    assert [row["class_index"] for row in json.loads(batch_answer["body"])["predictions"]] == predicted[:20]
+    assert csv_answer["status"] == 200 and csv_answer["content_type"] == "text/csv"
+
+    errors = answers[count + 2:]
+    assert [a["status"] for a in errors] == [400, 400, 400, 413, 415, 406]
+    assert [a["phrase"] for a in errors] == ["Bad Request", "Bad Request", "Bad Request",
+                                             "Request Entity Too Large", "Unsupported Media Type", "Not Acceptable"]
+    for answer, text in zip(errors, ["not a readable image", "body is empty", "application/json",
+                                     "5000x5000 pixels", "'application/pdf'", "'image/gif'"]):
+        assert text in answer["body"].splitlines()[0], answer["body"][:300]
+
+
+# --- serving: the TensorFlow Serving container's input_handler / output_handler ------------------------
+
+def _archive_handler_module(model_dir: Path):
+    """code/inference.py imported from its file, as the TF Serving container imports `inference`."""
+    spec = importlib.util.spec_from_file_location("tfs_container_inference", model_dir / "code" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tf_serving_container_handlers_over_rest(extracted_archive, trained_model_dir, fashion_test_images):
+    import requests
+
+    from .toolkit_tfs import TFServingStandIn, make_context, run_handlers
+
+    module = _archive_handler_module(extracted_archive)
+    images, labels = fashion_test_images
+    tfs = TFServingStandIn(str(extracted_archive / "1"))
+    try:
+        predicted = []
+        for image in images[:100]:
+            body = png_bytes(image)
+            answer, content_type = run_handlers(module, body, make_context(tfs.rest_uri, "image/png", None, len(body)))
+            assert content_type == "application/json"
+            predicted.append(json.loads(answer)["predictions"][0]["class_index"])
+        request = tfs.received[0]
+        assert request["signature_name"] == "serving_default" and np.asarray(request["instances"]).shape == (1, 28, 28, 1)
+        accuracy = float(np.mean(np.array(predicted) == labels[:100]))
+        expected = json.loads((trained_model_dir / "metrics.json").read_text())["test_accuracy"]
+        assert accuracy > 0.6 and abs(accuracy - expected) < 0.12, (accuracy, expected)
+
+        npy = _npy(images[:3])
+        answer, content_type = run_handlers(module, npy, make_context(tfs.rest_uri, "application/x-npy",
+                                                                      "application/x-npy", len(npy)))
+        assert content_type == "application/x-npy" and np.load(__import__("io").BytesIO(answer)).shape == (3, 10)
+
+        failed = requests.post(tfs.rest_uri, data=json.dumps({"instances": [[1.0, 2.0]]}), timeout=60)
+        assert failed.status_code == 400 and "error" in failed.json()
+        with pytest.raises(ValueError, match=r"TensorFlow Serving answered 400"):
+            module.output_handler(failed, make_context(tfs.rest_uri, "image/png", None, 0))
+        with pytest.raises(module.InferenceError) as caught:
+            run_handlers(module, b"", make_context(tfs.rest_uri, "image/png", None, 0))
+        assert caught.value.status == 400 and "empty" in caught.value.message
+        with pytest.raises(module.InferenceError) as caught:
+            run_handlers(module, npy, make_context(tfs.rest_uri, "application/x-npy", "image/gif", len(npy)))
+        assert caught.value.status == 406
+    finally:
+        tfs.close()
+
+
+def _npy(images: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    return buffer.getvalue()

@@ -57,10 +57,14 @@ def predict_rest(signature, document: dict) -> tuple[int, dict]:
     if isinstance(value, dict):
         value = value.get(input_name)
     try:
-        tensor = tf.constant(np.asarray(value, dtype=spec.dtype.as_numpy_dtype))
-        outputs = {name: out.numpy().tolist() for name, out in signature(**{input_name: tensor}).items()}
-    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as exc:
+        array = np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
+    except (ValueError, TypeError) as exc:
         return 400, {"error": str(exc).splitlines()[0]}
+    if not spec.shape.is_compatible_with(array.shape):  # TF Serving checks the shape before running
+        return 400, {"error": f"input {input_name}: shape {list(array.shape)} does not match "
+                              f"the signature's {spec.shape.as_list()}"}
+    tensor = tf.constant(array)
+    outputs = {name: out.numpy().tolist() for name, out in signature(**{input_name: tensor}).items()}
     single = next(iter(outputs.values())) if len(outputs) == 1 else None
     if rows:
         count = len(next(iter(outputs.values())))
