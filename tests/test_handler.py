@@ -168,8 +168,8 @@ BAD_REQUESTS = [
     (npy(np.zeros((28, 0), np.uint8)), "application/x-npy", 400, "holds no pixels"),
     (b'{"instances": [[[]]]}', "application/json", 400, "holds no pixels"),
     # 50 kB of 1x1 images would be 157 MB of model input: refused before any resizing.
-    (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", 400, "images per request"),
-    (json.dumps({"instances": [[[0]]] * 50_000}).encode(), "application/json", 400, "images per request"),
+    (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", 413, "images per request"),
+    (json.dumps({"instances": [[[0]]] * 50_000}).encode(), "application/json", 413, "images per request"),
 ]
 
 
