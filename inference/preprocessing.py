@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import BadInput, ModelLoadError
+from .errors import BadInput, ModelLoadError, PayloadTooLarge
 
 # A decoded image larger than this is refused before its pixels are decompressed.
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -100,9 +100,9 @@ class Preprocessing:
         return np.stack([self.image_to_array(_to_image(one)) for one in array])
 
     def check_batch_size(self, images: int, what: str) -> None:
-        """Refuse a request whose images, converted to the model's input, exceed MAX_BATCH_VALUES."""
+        """Refuse (413) a request whose images, converted to the model's input, exceed MAX_BATCH_VALUES."""
         if images * self.values_per_image > MAX_BATCH_VALUES:
-            raise BadInput(f"{what}: {images} images at the model input {list(self.shape)} would be "
+            raise PayloadTooLarge(f"{what}: {images} images at the model input {list(self.shape)} would be "
                            f"{images * self.values_per_image} values; at most {MAX_BATCH_VALUES} per request "
                            f"({MAX_BATCH_VALUES // self.values_per_image} images): send fewer images per request")
 
@@ -131,7 +131,7 @@ def open_image(body: bytes, formats: list[str] | None, what: str) -> Image.Image
         raise BadInput(f"{what}: could not read the image ({exc})") from None
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise BadInput(f"{what}: the image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels are decoded")
+        raise PayloadTooLarge(f"{what}: the image is {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels are decoded")
     try:
         image.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

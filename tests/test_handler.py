@@ -168,8 +168,8 @@ BAD_REQUESTS = [
     (npy(np.zeros((28, 0), np.uint8)), "application/x-npy", 400, "holds no pixels"),
     (b'{"instances": [[[]]]}', "application/json", 400, "holds no pixels"),
     # 50 kB of 1x1 images would be 157 MB of model input: refused before any resizing.
-    (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", 400, "images per request"),
-    (json.dumps({"instances": [[[0]]] * 50_000}).encode(), "application/json", 400, "images per request"),
+    (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", 413, "images per request"),
+    (json.dumps({"instances": [[[0]]] * 50_000}).encode(), "application/json", 413, "images per request"),
 ]
 
 
@@ -211,7 +211,8 @@ def test_unsupported_accept_is_406(model, images):
 
 def test_tf_serving_container_handlers(trained_model_dir, model, images):
     """input_handler's request, answered by the SavedModel as TF Serving's REST API answers it
-    ({"outputs": ...}), then output_handler: the same answer as predict_fn + output_fn."""
+    ({"predictions": ...} for the row format), then output_handler: the same answer as predict_fn +
+    output_fn. tests/test_toolkits.py runs the same through a TF Serving REST stand-in over HTTP."""
     import collections
 
     import requests
@@ -221,9 +222,9 @@ def test_tf_serving_container_handlers(trained_model_dir, model, images):
     request = json.loads(handler.input_handler(io.BytesIO(npy(images[0][:4])), Context("application/x-npy", None)))
     assert request["signature_name"] == "serving_default"
     signature = tf.saved_model.load(str(trained_model_dir / "1")).signatures["serving_default"]
-    outputs = signature(images=tf.constant(request["inputs"]["images"], tf.float32))["probabilities"].numpy()
+    outputs = signature(images=tf.constant(request["instances"], tf.float32))["probabilities"].numpy()
     response = requests.Response()
-    response.status_code, response._content = 200, json.dumps({"outputs": outputs.tolist()}).encode()
+    response.status_code, response._content = 200, json.dumps({"predictions": outputs.tolist()}).encode()
     body, content_type = handler.output_handler(response, Context("application/x-npy", "application/json"))
     expected = handler.predict_fn(images[0][:4].astype(np.float32) / 255, model)
     rows = json.loads(body)["predictions"]

@@ -112,7 +112,7 @@ def test_error_contract(server, fashion_test_images):
         (npy(np.zeros((1, 28, 28, 7))), "application/x-npy", None, 400, "7 channels"),
         (npy(np.array(["a"])), "application/x-npy", None, 400, "dtype"),
         (npy(np.zeros((1, 0, 0, 1), np.uint8)), "application/x-npy", None, 400, "holds no pixels"),
-        (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", None, 400, "images per request"),
+        (npy(np.zeros((50_000, 1, 1, 1), np.uint8)), "application/x-npy", None, 413, "images per request"),
         (good, "image/png", "image/webp", 406, "application/json"),
     ]
     for body, content_type, accept, status, fragment in cases:

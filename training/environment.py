@@ -3,7 +3,8 @@
 1. AWS's TensorFlow training container (script mode / ModelTrainer): SM_* variables, hyperparameters
    as `--name value` arguments.
 2. convlab's own container (`train` program): /opt/ml/input/config/hyperparameters.json etc.
-3. Locally: the same /opt/ml tree emulated under a folder (CONVLAB_OPT_ML or --opt-ml).
+3. Locally: the same /opt/ml tree emulated under a folder (CONVLAB_OPT_ML or --opt-ml; sagemaker-training's
+   SAGEMAKER_BASE_DIR is honoured too).
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_ROOT = "/opt/ml"
+# sagemaker-training's own variable for a tree outside /opt/ml; CONVLAB_OPT_ML wins over it.
+TOOLKIT_ROOT_ENV = "SAGEMAKER_BASE_DIR"
 
 
 def opt_ml_root() -> Path:
-    return Path(os.environ.get("CONVLAB_OPT_ML", DEFAULT_ROOT))
+    return Path(os.environ.get("CONVLAB_OPT_ML") or os.environ.get(TOOLKIT_ROOT_ENV) or DEFAULT_ROOT)
 
 
 def _read_json(path: Path, default):
@@ -28,18 +31,24 @@ def _read_json(path: Path, default):
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _decode_values(hps: dict) -> dict:
-    """The SageMaker SDK JSON-encodes every value ("\"cnn\"", "3"); plain strings stay as they are."""
-    out = {}
-    for name, value in hps.items():
+def decode_hyperparameters(raw: dict, path: Path) -> dict[str, object]:
+    """Values of hyperparameters.json, JSON-decoded as sagemaker-training does.
+
+    The SageMaker SDK writes every value JSON-encoded (`"\\"cnn\\""`, `"3"`); a value that is not
+    JSON (`cnn`, `64,32`, as convlab's own writer and the console leave them) stays the string it is.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object of hyperparameter names to values, "
+                         f"got {type(raw).__name__}")
+    decoded: dict[str, object] = {}
+    for name, value in raw.items():
         if isinstance(value, str):
             try:
-                decoded = json.loads(value)
-            except json.JSONDecodeError:
-                decoded = value
-            value = decoded if isinstance(decoded, str) else value
-        out[name] = value
-    return out
+                value = json.loads(value)
+            except ValueError:
+                pass
+        decoded[name] = value
+    return decoded
 
 
 @dataclass
@@ -92,7 +101,8 @@ def resolve(argv: list[str] | None = None, root: Path | None = None) -> Training
     root = Path(root) if root else opt_ml_root()
     env = os.environ
     hps: dict[str, object] = {}
-    hps.update(_decode_values(_read_json(root / "input" / "config" / "hyperparameters.json", {})))
+    hps_file = root / "input" / "config" / "hyperparameters.json"
+    hps.update(decode_hyperparameters(_read_json(hps_file, {}), hps_file))
     if env.get("SM_HPS"):
         hps.update(json.loads(env["SM_HPS"]))
     cli = parse_cli_hyperparameters(list(argv or []))

@@ -9,8 +9,17 @@ from .models.config import ConfigError, ModelConfig, parse_value
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("none", "light")
-# Hyperparameters SageMaker itself adds to a job; they are accepted and ignored.
-IGNORED_PREFIXES = ("sagemaker_",)
+# Hyperparameters SageMaker and its containers add to a job; they are accepted and ignored.
+# sagemaker_* (program, submit_directory, region, job_name, distribution flags, estimator class
+# for tuning), _tuning_* (a tuning job's `_tuning_objective_metric`), and sagemaker-training's
+# reserved `default_user_module_name`.
+IGNORED_PREFIXES = ("sagemaker_", "_tuning_")
+IGNORED_NAMES = frozenset({"default_user_module_name"})
+
+
+def is_reserved(name: str) -> bool:
+    """True for a hyperparameter SageMaker or its training toolkit reserves for itself."""
+    return name.startswith(IGNORED_PREFIXES) or name in IGNORED_NAMES
 
 
 @dataclass
@@ -71,7 +80,7 @@ def parse_hyperparameters(raw: dict) -> tuple[TrainingParams, ModelConfig]:
     training, model = {}, {}
     for name, value in raw.items():
         key = str(name).replace("-", "_")
-        if key.startswith(IGNORED_PREFIXES):
+        if is_reserved(key):
             continue
         if key in TrainingParams.KINDS:
             training[key] = parse_value(key, value, TrainingParams.KINDS[key])

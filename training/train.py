@@ -6,6 +6,25 @@ emulated under a folder). `python -m training.train --help` lists the hyperparam
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:
+    # Run as a script (`python training/train.py`, or this folder uploaded as SageMaker's source_dir
+    # with entry_script="train.py"): load this folder as the `training` package, whatever its name
+    # on disk, and run `training.train` as __main__ so the relative imports below resolve.
+    import importlib.util as _util
+    import os as _os
+    import runpy as _runpy
+    import sys as _sys
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if _sys.path and _os.path.abspath(_sys.path[0] or ".") == _here:
+        del _sys.path[0]  # the package's modules (data, models, ...) must not be top-level names
+    _spec = _util.spec_from_file_location("training", _os.path.join(_here, "__init__.py"),
+                                          submodule_search_locations=[_here])
+    _sys.modules["training"] = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_sys.modules["training"])
+    _runpy.run_module("training.train", run_name="__main__", alter_sys=True)
+    _sys.exit(0)
+
 import json
 import logging
 import os
