@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data import DataError, detect, find_fashion_mnist
+from training.data.base import CLASS_FILES
 
 log = logging.getLogger("convlab.launch")
 
@@ -67,7 +68,7 @@ def plan_upload(data: str | Path) -> dict[str, list[tuple[Path, str]]]:
     plan = {"train": [(p, p.relative_to(root).as_posix()) for p in _files(data) if p not in test_only]}
     if test_only:
         plan["test"] = [(p, p.relative_to(root).as_posix()) for p in sorted(test_only)]
-        plan["test"] += [(p, k) for p, k in plan["train"] if k == "classes.json"]
+        plan["test"] += [(p, k) for p, k in plan["train"] if k in CLASS_FILES]
     return plan
 
 
