@@ -200,3 +200,61 @@ def test_launch_dry_run_writes_nothing_to_aws(aws, fashion_subset_dir, tmp_path,
     assert s3.list_buckets().get("Buckets", []) == before == []
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
     assert "nothing was created or uploaded" in done.stderr
+
+
+# --- class names ------------------------------------------------------------------------------------------
+
+def _digits_named_subset(fashion_mnist, dest: Path, count: int = 600) -> Path:
+    from training.data import write_idx
+
+    train, test = fashion_mnist
+    write_idx(dest, train.images[:count], train.labels[:count], prefix="train")
+    write_idx(dest, test.images[:200], test.labels[:200], prefix="t10k")
+    return dest
+
+
+def test_fashion_mnist_copied_anywhere_keeps_its_names(fashion_mnist_dir, tmp_path, caplog):
+    from training.data import FASHION_MNIST_CLASSES, load_channels
+
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for source in fashion_mnist_dir.iterdir():
+        (copy / source.name).symlink_to(source)
+    caplog.set_level("INFO", logger="training.data")
+    train, test = load_channels({"train": str(copy)})
+    assert train.classes == test.classes == FASHION_MNIST_CLASSES
+    assert "labels are the published Fashion-MNIST set's" in caplog.text
+
+
+def test_a_channel_or_a_hyperparameter_names_the_classes(fashion_mnist, tmp_path, caplog):
+    from training.data import DataError, load_channels
+
+    data = _digits_named_subset(fashion_mnist, tmp_path / "data")
+    caplog.set_level("INFO", logger="training.data")
+    train, _ = load_channels({"train": str(data)})
+    assert train.classes == [str(i) for i in range(10)]  # a subset in a plain folder: nothing to go on
+    assert "the class_names hyperparameter names them" in caplog.text
+
+    names = [f"class {i}" for i in range(10)]
+    (data / "classes.txt").write_text("\n".join(names) + "\n")
+    caplog.clear()
+    train, test = load_channels({"train": str(data)})
+    assert train.classes == test.classes == names and f"from {data / 'classes.txt'}" in caplog.text
+
+    given = ",".join(f"c{i}" for i in range(10))
+    train, test = load_channels({"train": str(data)}, class_names=given)
+    assert train.classes == test.classes == given.split(",")
+    with pytest.raises(DataError, match=r"label 9 at index 0 is out of range; expected 0..2 \(3 classes named by the class_names"):
+        load_channels({"train": str(data)}, class_names="a,b,c")
+
+
+def test_labels_json_beside_the_data_names_the_trained_model(fashion_mnist, tmp_path):
+    data = _digits_named_subset(fashion_mnist, tmp_path / "data")
+    names = ["top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+    (data / "labels.json").write_text(json.dumps(names))
+    done = run("-m", "convlab", "train", "--local", "--train", str(data), "--work-dir", str(tmp_path / "w"), *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"class names of {data} from {data / 'labels.json'}" in done.stderr
+    model_dir = tmp_path / "w" / "opt_ml" / "model"
+    assert json.loads((model_dir / "metrics.json").read_text())["classes"] == names
+    assert json.loads((model_dir / "labels.json").read_text()) == names
