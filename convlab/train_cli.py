@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -43,6 +44,14 @@ def main(argv: list[str]) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if not (args.local or args.train or args.test):
+        from training.environment import opt_ml_root
+
+        data = opt_ml_root() / "input" / "data"
+        if not data.is_dir() and not any(k.startswith("SM_CHANNEL_") for k in os.environ) and "-h" not in rest \
+                and "--help" not in rest:
+            print(f"convlab train: no --train given and {data} does not exist; to train on this machine: "
+                  "convlab train --local --train DATA_DIR", file=sys.stderr)
+            return 2
         from training import train as entry  # TensorFlow loads here
 
         return entry.main(rest)
@@ -122,6 +131,8 @@ def _read_hyperparameters(path: str | None) -> dict:
         return {}
     try:
         document = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"--hyperparameters {path}: cannot read it ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--hyperparameters {path}: not valid JSON ({exc})") from None
     if not isinstance(document, dict):

@@ -64,6 +64,17 @@ def test_a_folder_without_data_is_named_as_the_user_gave_it(tmp_path):
     assert "opt_ml" not in done.stderr
 
 
+def test_train_without_any_channel_says_how_to_train_here(tmp_path):
+    done = run("-m", "convlab", "train", "--epochs", "1", env={"CONVLAB_OPT_ML": str(tmp_path)})
+    lines = error_lines(done, "convlab train:")
+    assert done.returncode == 2 and len(lines) == 1
+    assert f"{tmp_path / 'input' / 'data'} does not exist" in lines[0] and "--local --train" in lines[0]
+    done = run("-m", "convlab", "train", "--hyperparameters", str(tmp_path / "nope.json"),
+               "--train", str(tmp_path))
+    assert done.returncode == 2 and error_lines(done, "convlab train:") == [
+        f"convlab train: --hyperparameters {tmp_path / 'nope.json'}: cannot read it (No such file or directory)"]
+
+
 def test_a_misspelt_hyperparameter_suggests_the_name(tmp_path, fashion_subset_dir):
     done = run("-m", "convlab", "train", "--train", str(fashion_subset_dir), "--work-dir", str(tmp_path),
                "--epoch", "1")
