@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -265,7 +266,7 @@ def test_labels_json_beside_the_data_names_the_trained_model(fashion_mnist, tmp_
     (data / "labels.json").write_text(json.dumps(names))
     done = run("-m", "convlab", "train", "--local", "--train", str(data), "--work-dir", str(tmp_path / "w"), *TINY)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"class names of {data} from {data / 'labels.json'}" in done.stderr
+    assert re.search(r"class names of \S+ from \S+/labels\.json", done.stderr), done.stderr[-2000:]
     model_dir = tmp_path / "w" / "opt_ml" / "model"
     assert json.loads((model_dir / "metrics.json").read_text())["classes"] == names
     assert json.loads((model_dir / "labels.json").read_text()) == names
