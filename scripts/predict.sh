@@ -23,7 +23,11 @@ for image in "$@"; do
     fi
     status="$(curl -sS -o "$body" -w '%{http_code}' -X POST "$url/invocations" \
         -H "Content-Type: application/x-image" -H "Accept: $accept" \
-        --data-binary "@$image")" || { echo "predict.sh: $image: request to $url/invocations failed" >&2; failed=1; continue; }
+        --data-binary "@$image")" || {
+        echo "predict.sh: $image: request to $url/invocations failed" >&2
+        failed=1
+        continue
+    }
     if [ "${status:0:1}" = "2" ]; then
         printf '%s: %s\n' "$image" "$(cat "$body")"
     else

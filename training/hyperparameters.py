@@ -146,7 +146,8 @@ def parse_hyperparameters(raw: dict) -> tuple[TrainingParams, ModelConfig]:
             accepted = accepted_names()
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(f"unknown hyperparameter '{name}' (value {value!r}); {hint}accepted: {', '.join(accepted)}")
+            raise ConfigError(f"unknown hyperparameter '{name}' (value {value!r}); {hint}"
+                              f"accepted: {', '.join(accepted)}")
     params = TrainingParams(**training).validate()
     config = ModelConfig.from_dict(model)
     if "dense" not in model and config.model == "mlp":
