@@ -13,10 +13,10 @@ COMMANDS = {
     "train": ("convlab.train_cli", "main", "train a model locally (emulated /opt/ml) or as the container does"),
     "opt-ml": ("convlab.opt_ml", "main", "lay out a SageMaker /opt/ml tree for a training container"),
     "stage-source": ("convlab.train_cli", "stage_main", "write the source dir SageMaker's TF container runs"),
-    "serve": ("inference.server", "main", "serve a model_dir over the SageMaker HTTP contract (local mode)"),
+    "serve": ("inference.server", "convlab_main", "serve a model_dir over the SageMaker HTTP contract (local mode)"),
     "deploy": ("deploy.cli", "main", "package, register, deploy with fallback, transform, cleanup"),
-    "study": ("training.experiments.cli", "main", "run a controlled experiment (one factor, several seeds)"),
-    "report": ("report.cli", "main", "write the lab report from run records"),
+    "study": ("training.experiments.cli", "convlab_main", "run a controlled experiment (one factor, several seeds)"),
+    "report": ("report.cli", "convlab_main", "write the lab report from run records"),
     "launch": ("convlab.launch", "main", "upload data and launch a SageMaker training job (SDK v3)"),
     "demo": ("convlab.demo", "main", "run the lab end to end on this machine"),
 }

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from convlab.container_failure import describe_failure
-from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, s3_channels, upload_dataset
-from convlab.sagemaker_setup import (ROLE_ENV, LaunchError, resolve_role, resolve_training_image,
+from convlab.s3data import (CHANNELS, MetricsUnavailable, describe_transfer, fetch_metrics, plan_transfer,
+                            s3_channels, upload_dataset)
+from convlab.sagemaker_setup import (ROLE_ENV, LaunchError, bucket_name, resolve_role, resolve_training_image,
                                      sagemaker_session)
 from training.data import DataError, find_fashion_mnist
 from training.local import ENTRY_SCRIPT, stage_source_dir
@@ -76,11 +77,15 @@ class Submission:
     hyperparameters: dict[str, str]
     work_dir: Path
     dry_run: bool = False
+    upload: dict[str, Any] | None = None   # a dry run's account of the data upload it did not do
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_name": self.job_name, "mode": self.mode, "dry_run": self.dry_run, "image_uri": self.image_uri,
-                "image_source": self.image_source, "channels": self.channels,
-                "hyperparameters": self.hyperparameters}
+        document = {"job_name": self.job_name, "mode": self.mode, "dry_run": self.dry_run,
+                    "image_uri": self.image_uri, "image_source": self.image_source, "channels": self.channels,
+                    "hyperparameters": self.hyperparameters}
+        if self.upload is not None:
+            document["upload"] = self.upload
+        return document
 
 
 @dataclass
@@ -148,7 +153,7 @@ def build_trainer(cfg: LaunchConfig, session: Any, role: str | None, image_uri: 
     container_root = (cfg.work_dir / "container").resolve()
     if local:
         container_root.mkdir(parents=True, exist_ok=True)
-    output = cfg.output_path or (None if local else f"s3://{session.default_bucket()}/convlab/output/")
+    output = cfg.output_path or (None if local else f"s3://{bucket_name(session)}/convlab/output/")
     trainer = ModelTrainer(
         training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
         sagemaker_session=session, role=role, base_job_name=cfg.base_job_name,
@@ -168,7 +173,9 @@ def build_trainer(cfg: LaunchConfig, session: Any, role: str | None, image_uri: 
 
 def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
     """Check everything, upload the data, and create the training job (a local container runs now).
-    With cfg.dry_run the SDK validates the whole request and nothing is created."""
+
+    With cfg.dry_run nothing is written to AWS: the hyperparameters, role, image, data and the
+    ModelTrainer request are checked, and the upload is only planned (what would go, what is there)."""
     from botocore.exceptions import ClientError
     from sagemaker.core.training.configs import InputData
 
@@ -180,6 +187,7 @@ def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
     if cfg.instance_count > 1:
         log.info("%d instances: the entry point trains with MultiWorkerMirroredStrategy across SM_HOSTS",
                  cfg.instance_count)
+    upload = None
     if cfg.local_container:
         if not cfg.dry_run:
             check_docker()
@@ -199,9 +207,19 @@ def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
             channels = dict(cfg.channels)
         elif cfg.data and cfg.data.startswith("s3://"):
             channels = s3_channels(s3, cfg.data)
+        elif cfg.dry_run:  # plan only: Session.default_bucket() would create the bucket
+            upload = describe_transfer(plan_transfer(s3, cfg.data, bucket_name(session), cfg.prefix))
+            channels = upload["channels"]
         else:
             channels = upload_dataset(s3, cfg.data, session.default_bucket(), cfg.prefix, cfg.progress)
     trainer = build_trainer(cfg, session, role, image, hyperparameters)
+    if cfg.dry_run and not cfg.local_container:
+        # ModelTrainer's own dry run uploads the source dir: the request is checked up to there.
+        name = f"{cfg.base_job_name} (dry run)"
+        log.info("dry run: %s on %d x %s checked; nothing was created or uploaded", name, cfg.instance_count,
+                 cfg.instance_type)
+        return Submission(trainer, name, "sagemaker", image, source, channels, hyperparameters,
+                          Path(cfg.work_dir), True, upload)
     inputs = [InputData(channel_name=name, data_source=uri) for name, uri in channels.items()]
     try:
         trainer.train(input_data_config=inputs, wait=cfg.local_container, logs=False, dry_run=cfg.dry_run)
@@ -284,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-uri", help="s3:// URI for spot checkpoints (default: per job)")
     p.add_argument("--output-path", help="s3:// prefix for model.tar.gz (default: s3://BUCKET/convlab/output/)")
     p.add_argument("--no-wait", action="store_true", help="create the job and return")
-    p.add_argument("--dry-run", action="store_true", help="check and upload everything, create no job")
+    p.add_argument("--dry-run", action="store_true", help="check the request and list what would be uploaded; "
+                                                          "nothing is written to AWS")
     p.add_argument("--logs", action="store_true", help="stream the job's logs while waiting")
     p.add_argument("--local-container", action="store_true", help="ModelTrainer LOCAL_CONTAINER mode (Docker)")
     p.add_argument("--work-dir", type=Path, default=Path("work/launch"))

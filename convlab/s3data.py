@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data import DataError, detect, find_fashion_mnist
+from training.data.base import CLASS_FILES
 
 log = logging.getLogger("convlab.launch")
 
@@ -67,7 +68,7 @@ def plan_upload(data: str | Path) -> dict[str, list[tuple[Path, str]]]:
     plan = {"train": [(p, p.relative_to(root).as_posix()) for p in _files(data) if p not in test_only]}
     if test_only:
         plan["test"] = [(p, p.relative_to(root).as_posix()) for p in sorted(test_only)]
-        plan["test"] += [(p, k) for p, k in plan["train"] if k == "classes.json"]
+        plan["test"] += [(p, k) for p, k in plan["train"] if k in CLASS_FILES]
     return plan
 
 
@@ -87,6 +88,39 @@ def _uploaded(s3: Any, bucket: str, key: str, md5: str) -> bool:
         return False
 
 
+def _dataset_folder(data: str | Path | None) -> Path:
+    if data is None:
+        data = find_fashion_mnist()
+        if data is None:
+            raise S3DataError("Fashion-MNIST is not installed: run scripts/get_fashion_mnist.sh or pass --data DIR")
+    return Path(data)
+
+
+def plan_transfer(s3: Any, data: str | Path | None, bucket: str, prefix: str) -> dict[str, Any]:
+    """What an upload would do, reading S3 only: every file with its key, size, MD5 and whether an
+    identical object is already there (then it is skipped)."""
+    data = _dataset_folder(data)
+    plan, prefix = plan_upload(data), prefix.strip("/")
+    files = []
+    for channel, entries in plan.items():
+        for path, relative in entries:
+            key, md5 = f"{prefix}/{channel}/{relative}", _md5(path)
+            files.append({"channel": channel, "path": path, "key": key, "md5": md5,
+                          "bytes": path.stat().st_size, "present": _uploaded(s3, bucket, key, md5)})
+    return {"data": data, "bucket": bucket, "prefix": prefix, "plan": plan, "files": files,
+            "channels": {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in plan}}
+
+
+def describe_transfer(transfer: dict[str, Any]) -> dict[str, Any]:
+    """A dry run's account of an upload: what would go where, and what is already there."""
+    upload = [f for f in transfer["files"] if not f["present"]]
+    return {"bucket": transfer["bucket"], "channels": transfer["channels"],
+            "would_upload": [f"{f['path']} -> s3://{transfer['bucket']}/{f['key']}" for f in upload],
+            "would_skip": [f"s3://{transfer['bucket']}/{f['key']} (unchanged)" for f in transfer["files"]
+                           if f["present"]],
+            "upload_bytes": sum(f["bytes"] for f in upload)}
+
+
 def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
                    progress: bool = True) -> dict[str, str]:
     """Upload a data set's files as they are to s3://bucket/prefix/{train,test}/; return the channels."""
@@ -94,37 +128,30 @@ def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
     from botocore.exceptions import ClientError
     from tqdm import tqdm
 
-    if data is None:
-        data = find_fashion_mnist()
-        if data is None:
-            raise S3DataError("Fashion-MNIST is not installed: run scripts/get_fashion_mnist.sh or pass --data DIR")
-    plan, prefix = plan_upload(data), prefix.strip("/")
-    total = sum(path.stat().st_size for files in plan.values() for path, _ in files)
-    skipped = 0
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {Path(data).name}", disable=not progress)
+    transfer = plan_transfer(s3, data, bucket, prefix)
+    data, files, channels = transfer["data"], transfer["files"], transfer["channels"]
+    bar = tqdm(total=sum(f["bytes"] for f in files), unit="B", unit_scale=True, desc=f"upload {data.name}",
+               disable=not progress)
     with bar:
-        for channel, files in plan.items():
-            for path, relative in files:
-                key, md5 = f"{prefix}/{channel}/{relative}", _md5(path)
-                if _uploaded(s3, bucket, key, md5):
-                    skipped += 1
-                    bar.update(path.stat().st_size)
-                    continue
-                try:
-                    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {MD5_METADATA: md5}},
-                                   Callback=bar.update)
-                except (ClientError, S3UploadFailedError) as exc:
-                    raise S3DataError(f"cannot upload {path} to s3://{bucket}/{key}: {exc}") from None
-    channels = {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in plan}
-    for channel, files in plan.items():
-        expected = {f"{prefix}/{channel}/{relative}" for _, relative in files}
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{channel}/").get("Contents", [])
+        for item in files:
+            if item["present"]:
+                bar.update(item["bytes"])
+                continue
+            try:
+                s3.upload_file(str(item["path"]), bucket, item["key"],
+                               ExtraArgs={"Metadata": {MD5_METADATA: item["md5"]}}, Callback=bar.update)
+            except (ClientError, S3UploadFailedError) as exc:
+                raise S3DataError(f"cannot upload {item['path']} to s3://{bucket}/{item['key']}: {exc}") from None
+    for channel in channels:
+        expected = {f["key"] for f in files if f["channel"] == channel}
+        channel_prefix = f"{transfer['prefix']}/{channel}/"
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=channel_prefix).get("Contents", [])
         extra = [obj["Key"] for obj in listing if obj["Key"] not in expected]
         if extra:
             log.warning("%s also holds %d objects not in %s (e.g. %s): the job reads them too",
                         channels[channel], len(extra), data, extra[0])
-    log.info("data %s -> %s (%d files, %d already there)", data, channels,
-             sum(len(files) for files in plan.values()), skipped)
+    log.info("data %s -> %s (%d files, %d already there)", data, channels, len(files),
+             sum(1 for f in files if f["present"]))
     return channels
 
 

@@ -36,6 +36,12 @@ def sagemaker_session(region: str | None = None, bucket: str | None = None, boto
     return Session(boto_session=boto_session, default_bucket=bucket)
 
 
+def bucket_name(session: Any) -> str:
+    """The session's default bucket name, without creating the bucket (Session.default_bucket() does)."""
+    return (session._default_bucket or session._default_bucket_name_override
+            or session.generate_default_sagemaker_bucket_name(session.boto_session))
+
+
 def resolve_role(role: str | None, session: Any) -> str:
     """The execution role ARN: `role`, $SAGEMAKER_ROLE_ARN, the SDK config, or the caller's own role."""
     from botocore.exceptions import BotoCoreError, ClientError

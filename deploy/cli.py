@@ -26,6 +26,20 @@ from deploy.errors import DeployError
 
 log = logging.getLogger(__name__)
 
+# `convlab deploy COMMAND --help` opens with these.
+DESCRIPTIONS = {
+    "package": "Write model.tar.gz from a model_dir (SavedModel in 1/, model.onnx, labels.json, config.json, "
+               "metrics.json, code/) and check it member by member.",
+    "register": "Upload model.tar.gz, call CreateModel and register a model package in a model package group; "
+                "re-running with the same names creates nothing twice.",
+    "deploy": "Package and register, then try a real-time endpoint, then batch transform, then local mode, "
+              "stopping at the first that works; a refused step is cleaned up and the next one tried. "
+              "--sandbox runs the chain against an embedded AWS that refuses like a lab account.",
+    "transform": "Batch transform: every object under --input gets <key>.out under --output. With --local the "
+                 "handler runs in this process (no SageMaker), concurrently and resumably.",
+    "cleanup": "Delete what a deploy created, as listed in its result JSON.",
+}
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="AWS region (default: the boto3 default)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -116,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", action="store_true", help="also delete model packages/groups it created")
     p.add_argument("--storage", action="store_true", help="also delete the S3 objects and buckets it created")
     _common(p)
+    for name, subparser in sub.choices.items():
+        subparser.description = DESCRIPTIONS.get(name)
     return parser
 
 

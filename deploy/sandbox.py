@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 import urllib.request
 from dataclasses import dataclass, field
@@ -47,10 +48,14 @@ def _known_actions() -> set[str]:
 
 def normalize_action(action: str) -> str:
     """"CreateEndpointConfig" or "sagemaker:CreateEndpointConfig" -> "sagemaker:CreateEndpointConfig"."""
+    import difflib
+
     name = action.split(":", 1)[1] if action.startswith("sagemaker:") else action
-    if name not in _known_actions():
-        raise SandboxError(f"cannot deny {action!r}: not a SageMaker or SageMaker Runtime "
-                           "operation name (expected e.g. CreateEndpointConfig, CreateTransformJob)")
+    known = _known_actions()
+    if name not in known:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "expected e.g. CreateEndpointConfig, CreateTransformJob"
+        raise SandboxError(f"cannot deny {action!r}: not a SageMaker or SageMaker Runtime operation name; {hint}")
     return f"sagemaker:{name}"
 
 
@@ -244,9 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--deny", default="", help="operations to refuse, comma-separated")
     args = parser.parse_args(argv)
+    denied = [a.strip() for a in args.deny.split(",") if a.strip()]
+    try:
+        for action in denied:  # checked before anything starts listening
+            normalize_action(action)
+    except SandboxError as exc:
+        print(f"{parser.prog}: --deny: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sandbox = start_sandbox(args.host, args.port, args.region)
-    denied = [a.strip() for a in args.deny.split(",") if a.strip()]
     if denied:
         sandbox.deny(*denied)
     print(json.dumps({"endpoint_url": sandbox.endpoint_url, "environment": sandbox.environ()}), flush=True)

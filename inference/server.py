@@ -21,6 +21,9 @@ from pathlib import Path
 
 log = logging.getLogger("convlab.serve")
 
+CONTAINER_HOST = "0.0.0.0"  # in a container SageMaker reaches the port from outside
+LOCAL_HOST = "127.0.0.1"    # `convlab serve` on a laptop: this machine only
+
 
 def _env(name: str, default, kind=str):
     value = os.environ.get(name)
@@ -36,14 +39,16 @@ def default_model_dir() -> str:
     return str(Path(os.environ.get("CONVLAB_OPT_ML", "/opt/ml")) / "model")
 
 
-def parse_args(argv: list[str] | None = None):
+def parse_args(argv: list[str] | None = None, prog: str = "serve", default_host: str = CONTAINER_HOST):
     from .app import ServeSettings
     from .backends import BACKENDS
 
-    parser = argparse.ArgumentParser(prog="serve", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=None, help="model_dir to serve (default: <CONVLAB_OPT_ML or /opt/ml>/model)")
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default=default_host,
+                        help="address to listen on (default: %(default)s; 127.0.0.1 answers this machine only, "
+                             "0.0.0.0 every network interface, as the container's `serve` does)")
     parser.add_argument("--port", type=int, default=None, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
     parser.add_argument("--workers", type=int, default=None, help="default: SAGEMAKER_MODEL_SERVER_WORKERS or 1")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per prediction (default: "
@@ -81,17 +86,42 @@ def _stopped_by_signal(signum, frame) -> None:
     log.info("stopped by %s after draining the requests in flight", signal.Signals(signum).name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    settings = parse_args(argv)
+def model_dir_problem(model_dir: str) -> str | None:
+    """Why `model_dir` cannot be served by convlab's own model_fn, or None. With a code/inference.py
+    the user's model_fn may load anything, so only the folder itself is checked."""
+    path = Path(model_dir)
+    expected = ("expected a model_dir as training writes it: labels.json, config.json and model.onnx "
+                "or 1/saved_model.pb (docs/model_dir.md)")
+    if not path.is_dir():
+        return f"{model_dir}: no such folder (--model-dir, or CONVLAB_OPT_ML/model); {expected}"
+    if (path / "code" / "inference.py").is_file():
+        return None
+    missing = [name for name in ("labels.json", "config.json") if not (path / name).is_file()]
+    if not (path / "model.onnx").is_file() and not (path / "1" / "saved_model.pb").is_file():
+        missing.append("model.onnx or 1/saved_model.pb")
+    if missing:
+        inner = next((p for p in (path / "model", path / "opt_ml" / "model") if (p / "labels.json").is_file()), None)
+        hint = f"; did you mean {inner}?" if inner else ""
+        return f"{model_dir}: not a model_dir ({', '.join(missing)}: not found); {expected}{hint}"
+    return None
+
+
+def convlab_main(argv: list[str] | None = None) -> int:
+    """`convlab serve`: the same server, listening on this machine only unless --host says otherwise."""
+    return main(argv, prog="convlab serve", default_host=LOCAL_HOST)
+
+
+def main(argv: list[str] | None = None, prog: str = "serve", default_host: str = CONTAINER_HOST) -> int:
+    settings = parse_args(argv, prog, default_host)
+    problem = model_dir_problem(settings.model_dir)
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 1
     from .app import configure_logging
 
     configure_logging()
     from .backends import BACKEND_ENV
     from .handler import MODEL_DIR_ENV
-
-    if not Path(settings.model_dir).is_dir():
-        log.error("model_dir %s not found (--model-dir, or CONVLAB_OPT_ML/model)", settings.model_dir)
-        return 1
     # The handler module reads these, in this process and in worker processes.
     os.environ[MODEL_DIR_ENV] = settings.model_dir
     os.environ[BACKEND_ENV] = settings.backend

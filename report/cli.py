@@ -9,9 +9,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "make_report") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="make_report", description="Write the lab report (index.html, README.md, figures/) of a runs folder.")
+        prog=prog, description="Write the lab report (index.html, README.md, figures/) of a runs folder.")
     parser.add_argument("--runs", required=True, help="runs folder written by run_study (holds data.json, "
                                                       "studies/, records/, models/)")
     parser.add_argument("--name", help="report name: the report goes to OUT/NAME (default: the runs folder's name)")
@@ -22,8 +22,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def convlab_main(argv: list[str] | None = None) -> int:
+    return main(argv, prog="convlab report")
+
+
+def main(argv: list[str] | None = None, prog: str = "make_report") -> int:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from pathlib import Path
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = build_report(args.runs, name, args.out, args.data)
     except (ReportError, RecordError, DataError, FileNotFoundError) as exc:
-        print(f"make_report: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     print(f"report: {paths['html']} and {paths['readme']} ({len(paths['figures'])} figures)")
     return 0

@@ -236,7 +236,7 @@ def test_local_mode_reports_a_bad_channel_or_file_in_one_line(tmp_path, capsys):
     from convlab.train_cli import main as train_cli
 
     assert train_cli(["--local", "--train", str(tmp_path / "missing"), "--work-dir", str(tmp_path / "w")]) == 2
-    assert "channel 'train':" in capsys.readouterr().err
+    assert f"--train {tmp_path / 'missing'}: no such file or directory" in capsys.readouterr().err
     (tmp_path / "hps.json").write_text("[1, 2]")
     assert train_cli(["--local", "--train", str(tmp_path), "--hyperparameters", str(tmp_path / "hps.json"),
                       "--work-dir", str(tmp_path / "w")]) == 2

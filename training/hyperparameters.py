@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 
-from .models.config import ConfigError, ModelConfig, parse_value
+from .models.config import MODEL_TYPES, PADDINGS, POOLINGS, ConfigError, ModelConfig, parse_value
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -40,12 +41,13 @@ class TrainingParams:
     early_stopping_patience: int = 0
     export_onnx: bool = True
     verbose: int = 2
+    class_names: str = ""
 
     KINDS = {
         "epochs": int, "batch_size": int, "learning_rate": float, "optimizer": str, "lr_schedule": str,
         "weight_decay": float, "label_smoothing": float, "seed": int, "validation_fraction": float,
         "test_fraction": float, "max_train_samples": int, "max_test_samples": int, "augment": str,
-        "early_stopping_patience": int, "export_onnx": bool, "verbose": int,
+        "early_stopping_patience": int, "export_onnx": bool, "verbose": int, "class_names": str,
     }
 
     def validate(self) -> "TrainingParams":
@@ -72,6 +74,69 @@ class TrainingParams:
         return dataclasses.asdict(self)
 
 
+# Model fields that come from the data, never from a hyperparameter.
+DATA_FIELDS = ("input_shape", "num_classes")
+
+# name -> what it does (allowed values where they are a fixed set); `python -m training.train --help`.
+DESCRIPTIONS = {
+    "model": f"architecture: one of {', '.join(MODEL_TYPES)} (the mlp is the non-convolutional baseline)",
+    "depth": "convolutional blocks (cnn)",
+    "filters": "filters of the first block; block i has filters * filter_multiplier**i",
+    "filter_multiplier": "filter growth from one block to the next",
+    "kernel_size": "kernel height and width",
+    "stride": "convolution stride",
+    "padding": f"one of {', '.join(PADDINGS)}",
+    "pooling": f"after each block: one of {', '.join(POOLINGS)}",
+    "pool_size": "pooling window and stride",
+    "batch_norm": "batch normalisation after each convolution: true or false",
+    "convs_per_block": "convolutions per block",
+    "dropout": "dropout before the dense head, 0 <= value < 1",
+    "dense": "widths of the dense head, comma-separated (e.g. 256,128; the mlp's default is 256,128)",
+    "logits": "the last layer outputs logits instead of probabilities: true or false",
+    "epochs": "training epochs, >= 1",
+    "batch_size": "images per step, >= 1",
+    "learning_rate": "initial learning rate, > 0",
+    "optimizer": f"one of {', '.join(OPTIMIZERS)}",
+    "lr_schedule": f"one of {', '.join(SCHEDULES)}",
+    "weight_decay": "adamw weight decay, >= 0 (0: 1e-4 with adamw)",
+    "label_smoothing": "0 <= value < 1",
+    "seed": "seed of the splits, the subsets, the weights and the shuffling",
+    "validation_fraction": "share of the training data held out for validation, 0 < value < 1",
+    "test_fraction": "share held out as the test set when there is no test data, 0 < value < 1",
+    "max_train_samples": "train on a stratified subset of this many images (0: all)",
+    "max_test_samples": "test on this many images (0: all)",
+    "augment": f"one of {', '.join(AUGMENTATIONS)}",
+    "early_stopping_patience": "epochs without a better validation accuracy before stopping (0: never)",
+    "export_onnx": "also write model.onnx: true or false",
+    "verbose": "Keras progress output: 0 none, 1 bar, 2 one line per epoch (-1: bar on a terminal)",
+    "class_names": "names of the classes in label order, comma-separated (default: from the data)",
+}
+
+
+def accepted_names() -> list[str]:
+    return sorted(set(TrainingParams.KINDS) | (set(ModelConfig.FIELD_KINDS) - set(DATA_FIELDS)))
+
+
+def _kind_name(kind) -> str:
+    return {"int_list": "ints"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def describe_hyperparameters() -> str:
+    """One line per hyperparameter: name, type, default, and what it does or the values allowed."""
+    training_defaults, model_defaults = TrainingParams().to_dict(), ModelConfig().to_dict()
+    lines = []
+    for name in accepted_names():
+        kind = TrainingParams.KINDS.get(name) or ModelConfig.FIELD_KINDS[name]
+        default = training_defaults.get(name, model_defaults.get(name))
+        if isinstance(default, (list, tuple)):
+            default = ",".join(str(v) for v in default)
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        shown = f"{default!s}" if default != "" else '""'
+        lines.append(f"  {name:<24} {_kind_name(kind):<6} default {shown:<9} {DESCRIPTIONS.get(name, '')}")
+    return "\n".join(lines)
+
+
 def parse_hyperparameters(raw: dict) -> tuple[TrainingParams, ModelConfig]:
     """Split raw hyperparameters (strings or values) into training params and a model config.
 
@@ -84,11 +149,14 @@ def parse_hyperparameters(raw: dict) -> tuple[TrainingParams, ModelConfig]:
             continue
         if key in TrainingParams.KINDS:
             training[key] = parse_value(key, value, TrainingParams.KINDS[key])
-        elif key in ModelConfig.FIELD_KINDS and key not in ("input_shape", "num_classes"):
+        elif key in ModelConfig.FIELD_KINDS and key not in DATA_FIELDS:
             model[key] = value
         else:
-            accepted = sorted(set(TrainingParams.KINDS) | set(ModelConfig.FIELD_KINDS) - {"input_shape", "num_classes"})
-            raise ConfigError(f"unknown hyperparameter '{name}' (value {value!r}); accepted: {', '.join(accepted)}")
+            accepted = accepted_names()
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"unknown hyperparameter '{name}' (value {value!r}); {hint}"
+                              f"accepted: {', '.join(accepted)}")
     params = TrainingParams(**training).validate()
     config = ModelConfig.from_dict(model)
     if "dense" not in model and config.model == "mlp":

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from . import environment  # noqa: E402
 from .callbacks import EpochRecorder, load_checkpoint, metric_line  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
-from .hyperparameters import TrainingParams, parse_hyperparameters  # noqa: E402
+from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
 from .models import ConfigError, ModelConfig, build_model, model_summary  # noqa: E402
 
 log = logging.getLogger("convlab.train")
@@ -62,7 +62,7 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int, seed: int):
 def prepare_data(channels: dict[str, str], params: TrainingParams):
     """Train/validation/test arrays. Validation always comes from the training data; the test set
     comes from the test channel (or the train channel's own test files), else a held-out split."""
-    train, test = load_channels(channels)
+    train, test = load_channels(channels, params.class_names)
     images, labels = _subset(train.images, train.labels, params.max_train_samples, params.seed)
     if test is None:
         keep, held = stratified_split(labels, params.test_fraction, params.seed)
@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
-        print("hyperparameters:", ", ".join(sorted(set(TrainingParams.KINDS) | set(ModelConfig.FIELD_KINDS))))
+        print("hyperparameters (--name value; in hyperparameters.json every value is a string):")
+        print(describe_hyperparameters())
         return 0
     configure_logging()
     env = None

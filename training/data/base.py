@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+log = logging.getLogger("training.data")
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -22,8 +24,10 @@ FASHION_MNIST_LABEL_SHA256 = {
     10000: "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
 }
 
-# A channel may name the classes of a format that carries no names (IDX, CSV, npz).
-CLASSES_FILE = "classes.json"
+# A channel may name the classes of a format that carries no names (IDX, CSV, npz) in one of these
+# files beside its data; convlab writes the first.
+CLASS_FILES = ("classes.json", "labels.json", "classes.txt")
+CLASSES_FILE = CLASS_FILES[0]
 
 MAX_RAW_LABEL = 255
 
@@ -143,20 +147,24 @@ def to_nhwc(pixels: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def read_classes_file(root: Path) -> list[str] | None:
-    """Class names from <root>/classes.json (a JSON list of strings), when the channel has one."""
-    path = root / CLASSES_FILE
-    if not path.is_file():
+def read_classes_file(root: Path) -> tuple[list[str], Path] | None:
+    """Class names a channel carries beside its data, and the file they came from: classes.json or
+    labels.json (a JSON list of strings, as a model_dir's labels.json) or classes.txt (one per line)."""
+    path = next((root / name for name in CLASS_FILES if (root / name).is_file()), None)
+    if path is None:
         return None
     try:
-        names = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        names = ([line.strip() for line in text.splitlines() if line.strip()] if path.suffix == ".txt"
+                 else json.loads(text))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read class names: {exc}") from exc
     if (not isinstance(names, list) or not names
             or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
-        raise DataError(f"{path}: expected a JSON list of distinct non-empty class names, "
-                        f"e.g. [\"cat\", \"dog\"]; got {str(names)[:80]}")
-    return names
+        expected = "one class name per line" if path.suffix == ".txt" else \
+            'a JSON list of distinct non-empty class names, e.g. ["cat", "dog"]'
+        raise DataError(f"{path}: expected {expected}; got {str(names)[:80]}")
+    return names, path
 
 
 def is_fashion_mnist_labels(labels: np.ndarray) -> bool:
@@ -170,14 +178,17 @@ def name_classes(labels: np.ndarray, image_shape: tuple[int, ...], root: Path,
                  files: Sequence[Path], where: str) -> list[str]:
     """Class names for a format that stores only class ids, and the range check that goes with them.
 
-    classes.json in the channel wins; 28x28x1 data whose channel folder or file names mention
-    "fashion", or whose labels are exactly Fashion-MNIST's, gets Fashion-MNIST's names;
-    anything else is named "0".."K-1" after its largest label.
+    A class names file in the channel (CLASS_FILES) wins; 28x28x1 data whose channel folder or file
+    names mention "fashion", or whose labels are exactly Fashion-MNIST's, gets Fashion-MNIST's names
+    (MNIST digits use the same file names, so the names alone decide nothing); anything else is
+    named "0".."K-1" after its largest label. The log says which rule named them.
     """
     check_label_range(labels, MAX_RAW_LABEL + 1, where, "class ids of a single byte")
-    named = read_classes_file(root)
-    if named is not None:
-        check_label_range(labels, len(named), where, f"{len(named)} classes in {root / CLASSES_FILE}")
+    found = read_classes_file(root)
+    if found is not None:
+        named, path = found
+        check_label_range(labels, len(named), where, f"{len(named)} classes in {path}")
+        log.info("class names of %s from %s", root, path)
         return named
     if tuple(image_shape) == (28, 28, 1):
         text = " ".join([root.name] + [f.name for f in files]).lower()
@@ -185,9 +196,13 @@ def name_classes(labels: np.ndarray, image_shape: tuple[int, ...], root: Path,
             check_label_range(labels, 10, where,
                               "Fashion-MNIST's ten classes, chosen because the names mention 'fashion'; "
                               f"put a {CLASSES_FILE} in the channel to name other classes")
+            log.info("class names of %s: Fashion-MNIST's (the folder or file names mention 'fashion')", root)
             return list(FASHION_MNIST_CLASSES)
         if is_fashion_mnist_labels(labels):
+            log.info("class names of %s: Fashion-MNIST's (its labels are the published Fashion-MNIST set's)", root)
             return list(FASHION_MNIST_CLASSES)
+    log.info("class names of %s: \"0\"..\"%d\" (no %s in the channel and not recognised as Fashion-MNIST; "
+             "the class_names hyperparameter names them)", root, int(labels.max(initial=0)), " or ".join(CLASS_FILES))
     return digit_names(int(labels.max(initial=-1)) + 1)
 
 

@@ -158,10 +158,31 @@ def _agree(train: ImageSet, test: ImageSet) -> tuple[ImageSet, ImageSet]:
                     f"{test.classes[:10]} (only in training: {only_train}, only in test: {only_test})")
 
 
-def load_channels(channels: dict[str, str]) -> tuple[ImageSet, ImageSet | None]:
+def parse_class_names(text: str) -> list[str]:
+    """The class_names hyperparameter: names in label order, comma-separated."""
+    names = [part.strip() for part in str(text).split(",")]
+    if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+        raise DataError(f"hyperparameter 'class_names': expected at least two distinct non-empty names, "
+                        f"comma-separated in label order (e.g. cat,dog); got {text!r}")
+    return names
+
+
+def _name_by_hyperparameter(sets: list[ImageSet], names: list[str]) -> None:
+    for image_set in sets:
+        check_label_range(image_set.labels, len(names), image_set.source,
+                          f"{len(names)} classes named by the class_names hyperparameter")
+        if not is_digit_names(image_set.classes) and image_set.classes != names:
+            log.warning("class_names hyperparameter replaces the names %s of %s",
+                        image_set.classes[:10], image_set.source)
+        image_set.classes = list(names)
+    log.info("class names from the class_names hyperparameter: %s", ", ".join(names))
+
+
+def load_channels(channels: dict[str, str], class_names: str = "") -> tuple[ImageSet, ImageSet | None]:
     """(train, test or None) from SageMaker channels: "train" or "training", and optional "test".
 
-    Without a test channel, test files found in the training channel are the test set.
+    Without a test channel, test files found in the training channel are the test set. class_names
+    (comma-separated) names the classes, whatever names the data carries.
     """
     given = [name for name in TRAIN_CHANNELS if name in channels]
     if not given:
@@ -178,6 +199,8 @@ def load_channels(channels: dict[str, str]) -> tuple[ImageSet, ImageSet | None]:
         test = read_channel(test_dir, "test" if has_split(test_dir, "test") else "train")
     elif has_split(train_dir, "test"):
         test = read_channel(train_dir, "test")
+    if class_names:
+        _name_by_hyperparameter([train] + ([test] if test is not None else []), parse_class_names(class_names))
     if test is None:
         return train, None
     train, test = _agree(train, test)

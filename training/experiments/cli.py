@@ -15,9 +15,9 @@ DEMO = {"seeds": 2, "set": {"epochs": 2, "max_train_samples": 3000, "max_test_sa
                             "batch_norm": "false"}}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "run_study") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="run_study", description="Train every (setting, seed) of one-factor studies and record each run.")
+        prog=prog, description="Train every (setting, seed) of one-factor studies and record each run.")
     parser.add_argument("studies", nargs="*", help="built-in study names or spec files (.json/.yaml)")
     parser.add_argument("--all", action="store_true", help="every built-in study")
     parser.add_argument("--list", action="store_true", help="list the built-in studies and exit")
@@ -45,21 +45,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _overrides(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs, each checked as a hyperparameter so a mistake names --set, not a study."""
+    from ..hyperparameters import parse_hyperparameters
+    from ..models.config import ConfigError
+    from .spec import StudyError
+
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"run_study: --set expects KEY=VALUE, got {pair!r}")
+            raise StudyError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            parse_hyperparameters({key.strip(): value.strip()})
+        except ConfigError as exc:
+            raise StudyError(f"--set {pair}: {exc}") from None
         out[key.strip()] = value.strip()
     return out
 
 
 def select_studies(args: argparse.Namespace):
-    from .spec import builtin_names, resolve_study
+    from .spec import StudyError, builtin_names, resolve_study
 
     names = builtin_names() if args.all else args.studies
     if not names:
-        raise SystemExit(f"run_study: name studies to run, or --all; built-in: {', '.join(builtin_names())}")
+        raise StudyError(f"name studies to run, or --all; built-in: {', '.join(builtin_names())}")
     seeds = args.seeds or (DEMO["seeds"] if args.demo else None)
     shared = {**(DEMO["set"] if args.demo else {}), **_overrides(args.set)}
     studies = []
@@ -78,8 +87,12 @@ def list_studies() -> None:
               f"  ({len(study.seeds)} seeds)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def convlab_main(argv: list[str] | None = None) -> int:
+    return main(argv, prog="convlab study")
+
+
+def main(argv: list[str] | None = None, prog: str = "run_study") -> int:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("convlab.train", "convlab.metrics", "training.data.channels"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -113,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             summary = run_local(studies, channels, args.runs, progress=not args.no_progress)
     except (StudyError, StudyRunError, RecordError, DataError) as exc:
-        print(f"run_study: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     print(f"{len(summary['trained'])} runs trained, {len(summary['skipped'])} already recorded; "
           f"records in {os.path.join(args.runs, 'records')}")

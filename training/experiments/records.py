@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 # Hyperparameters that change how a run is reported or exported, not what it learns.
-NON_RESULT_KEYS = ("verbose", "export_onnx")
+NON_RESULT_KEYS = ("verbose", "export_onnx", "class_names")  # names do not change a result
 # Fields every record carries (run identity first, then what training reported in metrics.json).
 IDENTITY_FIELDS = ("run_id", "config_id", "seed", "hyperparameters", "backend")
 METRIC_FIELDS = (
