@@ -9,6 +9,11 @@ AWS Academy / Learner Lab accounts answer, for example,
 `Sandbox.deny("CreateEndpointConfig")` makes this server answer exactly that, as an
 AccessDeniedException over HTTP, so boto3 raises the same ClientError it raises in such an account.
 The refusal is decided inside the server, per server (by the port a request arrives on).
+
+`Sandbox.fail_created("CreateEndpoint", reason)` makes the endpoint (or transform job) that call
+creates end Failed with `reason` as its FailureReason, in the server's own state, as a model that
+does not load or a container that exits does in SageMaker: Describe* then answers Failed
+(`status="Creating"` instead leaves it creating for ever, for timeouts).
 """
 from __future__ import annotations
 
@@ -33,6 +38,11 @@ _VERBS = ("Create", "Delete", "Describe", "Update", "Stop", "Start", "List", "In
 _lock = threading.Lock()
 # port -> {"sagemaker:Action": (error code, message or None for the lab's explicit-deny message)}
 _policies: dict[int, dict[str, tuple[str, str | None]]] = {}
+# port -> {"sagemaker:CreateEndpoint": (status, FailureReason)}: what that call creates ends so
+_failures: dict[int, dict[str, tuple[str, str]]] = {}
+# operation -> (name parameter, moto backend collection, status attribute)
+FAILABLE = {"sagemaker:CreateEndpoint": ("EndpointName", "endpoints", "endpoint_status"),
+            "sagemaker:CreateTransformJob": ("TransformJobName", "transform_jobs", "transform_job_status")}
 _installed = False
 
 
@@ -76,22 +86,46 @@ def lab_deny_message(action: str, resource_arn: str, account: str = "12345678901
                                    action=action, resource=resource_arn)
 
 
-def _refusal(response: Any) -> tuple[int, dict[str, str], str] | None:
+def _port(response: Any) -> int:
     host = str(response.headers.get("Host") or "")
-    port = int(host.rsplit(":", 1)[1]) if ":" in host else 80
+    return int(host.rsplit(":", 1)[1]) if ":" in host else 80
+
+
+def _params(response: Any) -> dict[str, Any]:
+    try:
+        params = json.loads(response.body) if response.body else {}
+    except (TypeError, ValueError):
+        params = {}
+    return params if isinstance(params, dict) else {}
+
+
+def _fail_created(response: Any) -> None:
+    """After a Create* this server was told to fail: mark what it created Failed, with the reason."""
     with _lock:
-        policy = dict(_policies.get(port, {}))
+        failures = dict(_failures.get(_port(response), {}))
+    action = f"sagemaker:{response._get_action()}"
+    if action not in failures:
+        return
+    from moto.sagemaker.models import sagemaker_backends
+    field_name, collection, status = FAILABLE[action]
+    backend = sagemaker_backends[response.current_account][response.region]
+    created = getattr(backend, collection).get(_params(response).get(field_name))
+    if created is not None:
+        setattr(created, status, failures[action][0])
+        created.failure_reason = failures[action][1]
+        log.info("sandbox set what %s created to %s: %s", action, *failures[action])
+
+
+def _refusal(response: Any) -> tuple[int, dict[str, str], str] | None:
+    with _lock:
+        policy = dict(_policies.get(_port(response), {}))
     if not policy:
         return None
     action = f"sagemaker:{response._get_action()}"
     if action not in policy:
         return None
     from moto.core.exceptions import JsonRESTError
-    try:
-        params = json.loads(response.body) if response.body else {}
-    except (TypeError, ValueError):
-        params = {}
-    params = params if isinstance(params, dict) else {}
+    params = _params(response)
     account, region = response.current_account, response.region
     code, message = policy[action]
     message = message or lab_deny_message(
@@ -100,6 +134,14 @@ def _refusal(response: Any) -> tuple[int, dict[str, str], str] | None:
     log.info("sandbox refused %s with %s", action, code)
     headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amzn-ErrorType": code}
     return error.code, headers, error.get_body()
+
+
+def _not_implemented(response: Any) -> tuple[int, dict[str, str], str]:
+    """moto lacks the operation: answer an AWS-shaped error, not an HTML 500 page."""
+    operation = response._get_action()
+    body = json.dumps({"__type": "NotImplemented",
+                       "message": f"the sandbox (moto) does not implement {operation}"})
+    return 501, {"Content-Type": "application/x-amz-json-1.1", "X-Amzn-ErrorType": "NotImplemented"}, body
 
 
 def _install_hooks() -> None:
@@ -119,7 +161,15 @@ def _install_hooks() -> None:
             original: Callable[..., Any] = cls.call_action
 
             def call_action(self: Any, _original: Callable[..., Any] = original) -> Any:
-                return _refusal(self) or _original(self)
+                refused = _refusal(self)
+                if refused:
+                    return refused
+                try:
+                    answer = _original(self)
+                except NotImplementedError:
+                    return _not_implemented(self)
+                _fail_created(self)
+                return answer
 
             cls.call_action = call_action  # type: ignore[method-assign]
         _installed = True
@@ -177,15 +227,30 @@ class Sandbox:
         log.info("sandbox denies %s", ", ".join(names))
         return Denial(self, names)
 
-    def allow(self, *actions: str) -> None:
+    def fail_created(self, action: str, reason: str, status: str = "Failed") -> Denial:
+        """What `action` (CreateEndpoint or CreateTransformJob) creates from now on ends Failed
+        with FailureReason `reason` (or stays in `status`, e.g. Creating: a wait that times out);
+        undone like a denial."""
+        name = normalize_action(action)
+        if name not in FAILABLE:
+            raise SandboxError(f"cannot fail what {action!r} creates: expected one of "
+                               f"{', '.join(a.split(':')[1] for a in FAILABLE)}")
         with _lock:
-            policy = _policies.get(self.port, {})
+            _failures.setdefault(self.port, {})[name] = (status, reason)
+        return Denial(self, (name,))
+
+    def allow(self, *actions: str) -> None:
+        """Undo denials and failures of `actions`."""
+        with _lock:
+            policy, failures = _policies.get(self.port, {}), _failures.get(self.port, {})
             for action in actions:
                 policy.pop(normalize_action(action), None)
+                failures.pop(normalize_action(action), None)
 
     def allow_all(self) -> None:
         with _lock:
             _policies.pop(self.port, None)
+            _failures.pop(self.port, None)
 
     def denied(self) -> list[str]:
         with _lock:
