@@ -92,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", type=Path, help="result JSON path (default: <work-dir>/<name>/deploy-result.json)")
     p.add_argument("--sandbox", action="store_true",
                    help="run against an embedded AWS (moto) that refuses like a lab account")
-    p.add_argument("--sandbox-deny", default="CreateEndpointConfig",
-                   help="operations the sandbox refuses, comma-separated (default: CreateEndpointConfig; "
-                        "add CreateTransformJob to reach local mode, '' for none)")
+    p.add_argument("--sandbox-deny", default="CreateEndpointConfig,CreateTransformJob",
+                   help="operations the sandbox refuses, comma-separated (default: CreateEndpointConfig,"
+                        "CreateTransformJob, so the run ends in local mode: the sandbox's transform jobs "
+                        "write no outputs and would be reported as failed; '' for none)")
     _transform_tuning(p)
     _common(p)
 
