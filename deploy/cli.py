@@ -219,7 +219,8 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
             job_name=args.job_name or aws.resource_name(args.model_name[:40], "tj"),
             model_name=args.model_name, input_uri=aws.S3Uri.parse(args.input, "--input"),
             output_uri=aws.S3Uri.parse(args.output, "--output").as_prefix(),
-            instance_type=args.instance_type, timeout_s=args.timeout, poll_s=args.poll, created=[])
+            instance_type=args.instance_type, timeout_s=args.timeout, poll_s=args.poll, created=[],
+            timeout_flag="--timeout")
     from deploy.package import extract_archive
     from deploy.transform import Handler, run_transform
     if not (args.model_dir or args.archive):

@@ -50,7 +50,7 @@ def endpoint_step(sm: Any, runtime: Any, *, model_name: str, endpoint_name: str,
     what = f"endpoint {endpoint_name}"
     reply = wait_until(lambda: call(sm, "DescribeEndpoint", EndpointName=endpoint_name), "EndpointStatus",
                        ENDPOINT_PENDING, what=what, timeout_s=timeout_s, poll_s=poll_s,
-                       timeout_hint="raise --endpoint-timeout to wait longer (the endpoint was deleted)")
+                       timeout_hint="raise --endpoint-timeout to wait longer")
     if reply["EndpointStatus"] != "InService":
         raise ended_badly(what, reply["EndpointStatus"], reply.get("FailureReason", ""),
                           f"see CloudWatch log group /aws/sagemaker/Endpoints/{endpoint_name}, and {debug_hint} "
@@ -114,8 +114,8 @@ def check_outputs(s3: Any, what: str, relatives: list[str], output_uri: S3Uri,
 def transform_job_step(sm: Any, s3: Any, *, job_name: str, model_name: str, input_uri: S3Uri,
                        output_uri: S3Uri, instance_type: str, timeout_s: float,
                        created: list[dict[str, str]], poll_s: float = 30.0,
-                       debug_hint: str = "run `convlab deploy transform --local` on the same inputs"
-                       ) -> dict[str, Any]:
+                       debug_hint: str = "run `convlab deploy transform --local` on the same inputs",
+                       timeout_flag: str = "--transform-timeout") -> dict[str, Any]:
     """CreateTransformJob over an S3 prefix of images, wait, then check that every input has its
     `<key>.out`. Failed, stopped, timed out or short of outputs: a StepFailed naming the numbers."""
     relatives = _relative_keys(s3, input_uri)
@@ -127,7 +127,7 @@ def transform_job_step(sm: Any, s3: Any, *, job_name: str, model_name: str, inpu
     log.info("waiting (at most %.0f s) for %s", timeout_s, what)
     described = wait_until(lambda: call(sm, "DescribeTransformJob", TransformJobName=job_name),
                            "TransformJobStatus", TRANSFORM_PENDING, what=what, timeout_s=timeout_s, poll_s=poll_s,
-                           timeout_hint="raise --transform-timeout to wait longer (the job was stopped)")
+                           timeout_hint=f"raise {timeout_flag} to wait longer")
     status = described["TransformJobStatus"]
     logs = f"see CloudWatch log group /aws/sagemaker/TransformJobs (stream {job_name}/...), and {debug_hint}"
     if status != "Completed":
