@@ -125,15 +125,17 @@ class Chain:
         self.result["model"] = {"name": name, "arn": arn}
         if opts.package_group:
             metrics = register.archive_json(archive, "metrics.json")
+            digest = register.archive_sha256(archive)
             try:
                 package_arn, made = register.register_package(
                     self.sm, opts.package_group, image, str(model_uri), str(metrics_uri), metrics,
-                    register.archive_sha256(archive), opts.approval, opts.instance_type)
+                    digest, opts.approval, opts.instance_type)
             except Refusal as refusal:
                 self.refused("register", refusal)
             else:
                 self.created += made
-                self.result["model_package"] = {"group": opts.package_group, "arn": package_arn}
+                self.result["model_package"] = {"group": opts.package_group, "arn": package_arn,
+                                                "archive_sha256": digest}
 
     def locate(self) -> None:
         """Record where the resources live: the endpoint URL (a sandbox) or AWS, region, account."""

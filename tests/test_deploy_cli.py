@@ -3,6 +3,7 @@ deploy ran. Commands run as the README shows them (`python -m convlab deploy ...
 live moto server of the test session (or a sandbox that no longer exists)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -39,6 +40,7 @@ def endpoint_deploy(aws, archive, tmp_path) -> Path:
     """A deploy served by an endpoint on the moto server; its result file."""
     result = deploy(options(archive, None, tmp_path, input=None, steps=("endpoint",), package_group="convlab"))
     assert result["served_by"] == "endpoint"
+    assert result["model_package"]["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert result["location"] == {"endpoint_url": aws.endpoint_url, "region": "us-east-1",
                                   "account": "123456789012", "sandbox": False}
     return Path(result["result_path"])
