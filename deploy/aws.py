@@ -2,30 +2,31 @@
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
-from deploy.errors import AwsCallError, DeployError, Refusal
+from deploy.errors import AwsCallError, DeployError, Refusal, StepFailed
 
 log = logging.getLogger(__name__)
 
-# Error codes that mean "this account may not do that here": the chain falls back on them.
-REFUSAL_CODES = {"AccessDeniedException", "AccessDenied", "ResourceLimitExceeded",
-                 "UnauthorizedOperation", "NotAuthorized", "403"}
-# Messages that mean the same under another code (e.g. ValidationException for an instance type
-# the account or region does not offer).
-REFUSAL_MESSAGES = re.compile(
-    r"explicit deny|not authorized to perform|account-level service limit|"
-    r"instance type .*not (supported|allowed|permitted|available)|"
-    r"(is )?not (supported|allowed|permitted|available) (in|for) (this|your) (region|account)",
-    re.IGNORECASE)
+# The account refusing a step, in four classes; only these make the chain fall back.
+DENIED_CODES = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "403"}
+QUOTA_CODES = {"ResourceLimitExceeded", "ServiceQuotaExceededException"}
+CAPACITY_CODES = {"InsufficientCapacity", "InsufficientCapacityError", "InsufficientInstanceCapacity",
+                  "CapacityError"}
+DENIED_MESSAGE = re.compile(r"explicit deny|not authorized to perform", re.IGNORECASE)
+QUOTA_MESSAGE = re.compile(r"account-level service limit|service quota", re.IGNORECASE)
+CAPACITY_MESSAGE = re.compile(r"insufficient\W?capacity|unable to provision requested ML compute capacity",
+                              re.IGNORECASE)
+INSTANCE_TYPE_MESSAGE = re.compile(
+    r"instance type\b.{0,120}?\bnot (supported|available|offered)|"
+    r"\bnot (supported|available|offered)\b.{0,60}\binstance type", re.IGNORECASE)
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -33,10 +34,11 @@ def session(region: str | None = None) -> boto3.session.Session:
     return boto3.session.Session(region_name=region)
 
 
-def client(service: str, region: str | None = None, max_pool: int = 10) -> Any:
-    """A boto3 client; AWS_ENDPOINT_URL (a sandbox) is honoured by boto3 itself."""
+def client(service: str, region: str | None = None, max_pool: int = 10,
+           endpoint_url: str | None = None) -> Any:
+    """A boto3 client; without `endpoint_url`, AWS_ENDPOINT_URL (a sandbox) is honoured by boto3 itself."""
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=max_pool)
-    return session(region).client(service, config=config)
+    return session(region).client(service, config=config, endpoint_url=endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,35 @@ def error_message(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Message", str(exc)))
 
 
+def refusal_kind(code: str, message: str, http_status: int | None = None) -> str | None:
+    """"denied", "quota", "capacity" or "instance type" when an AWS error means the account
+    refuses the step here; None for anything else (a bad argument, a failure, a bug)."""
+    if code in DENIED_CODES or http_status == 403 or DENIED_MESSAGE.search(message):
+        return "denied"
+    if code in QUOTA_CODES or QUOTA_MESSAGE.search(message):
+        return "quota"
+    if code in CAPACITY_CODES or CAPACITY_MESSAGE.search(message):
+        return "capacity"
+    if code == "ValidationException" and INSTANCE_TYPE_MESSAGE.search(message):
+        return "instance type"
+    return None
+
+
+def failure_refusal_kind(reason: str) -> str | None:
+    """The refusal class of a resource's FailureReason: SageMaker reports capacity, quota and
+    instance types it cannot provide by failing the endpoint or job. Anything else is None."""
+    if CAPACITY_MESSAGE.search(reason):
+        return "capacity"
+    if QUOTA_MESSAGE.search(reason):
+        return "quota"
+    if INSTANCE_TYPE_MESSAGE.search(reason):
+        return "instance type"
+    return None
+
+
 def is_refusal(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return (error_code(exc) in REFUSAL_CODES or status == 403
-            or bool(REFUSAL_MESSAGES.search(error_message(exc))))
+    return refusal_kind(error_code(exc), error_message(exc), status) is not None
 
 
 def triage(exc: ClientError, operation: str) -> DeployError:
@@ -114,26 +141,24 @@ def call(api: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
         raise triage(exc, operation) from exc
 
 
-def wait(api: Any, waiter_name: str, operation: str, timeout_s: float, status_of: Any,
-         delay_s: float = 15.0, **kwargs: Any) -> None:
-    """Run a boto3 waiter for at most `timeout_s`; a Failed state or timeout is a Refusal."""
-    delay = max(1, min(int(delay_s), int(timeout_s) or 1))
-    attempts = max(1, math.ceil(timeout_s / delay))
-    try:
-        api.get_waiter(waiter_name).wait(WaiterConfig={"Delay": delay, "MaxAttempts": attempts}, **kwargs)
-    except WaiterError as exc:
-        last = exc.last_response or {}
-        if "Error" in last:
-            code = str(last["Error"].get("Code", "Unknown"))
-            message = str(last["Error"].get("Message", ""))
-            if code in REFUSAL_CODES or REFUSAL_MESSAGES.search(message):
-                raise Refusal(operation, code, message) from exc
-            raise AwsCallError(operation, code, message) from exc
-        status, reason = status_of(last)
-        if "Max attempts exceeded" in str(exc):
-            raise Refusal(operation, "WaiterTimeout",
-                          f"still {status} after {timeout_s:.0f} s (raise the timeout to wait longer)") from exc
-        raise Refusal(operation, str(status or "Failed"), str(reason or exc)) from exc
+def wait_until(describe: Callable[[], dict[str, Any]], status_key: str, pending: set[str], *,
+               what: str, timeout_s: float, poll_s: float, timeout_hint: str) -> dict[str, Any]:
+    """Poll `describe()` while its `status_key` is in `pending`; return the first other reply.
+
+    Still pending after `timeout_s` is a StepFailed (status TimedOut) whose next step is
+    `timeout_hint`: a slow resource is not a refusal.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reply = describe()
+        status = str(reply.get(status_key, "unknown"))
+        if status not in pending:
+            return reply
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise StepFailed(what, "TimedOut", f"still {status} after {timeout_s:.0f} s",
+                             timeout_hint, {"timeout_s": timeout_s, "last_status": status})
+        time.sleep(max(0.05, min(poll_s, remaining)))
 
 
 def ensure_bucket(s3: Any, bucket: str, create: bool, region: str | None) -> bool:

@@ -5,9 +5,11 @@
     deploy     all of the above, then endpoint -> batch transform -> local, first that works;
                --sandbox runs it against an embedded AWS that refuses endpoints like a lab account
     transform  batch transform of every object under an S3 prefix or folder (--local: in this process)
-    cleanup    delete what a deploy created (from its result JSON)
+    cleanup    delete what a deploy created (from its result JSON), only where it created it
 
-Every command prints one JSON document on stdout; errors go to stderr with exit status 1.
+Every command prints one JSON document on stdout; an error is one line on stderr. Exit status:
+0 done; 1 error or refusal, nothing (more) done; 2 bad command-line usage; 3 cleanup could not
+delete some resources (one line each on stderr).
 """
 from __future__ import annotations
 
@@ -95,16 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="s3:// prefix for predictions (default: <bucket>/<prefix>/<name>/predictions/)")
     p.add_argument("--steps", default=",".join(("endpoint", "transform", "local")),
                    help="ways to try, in order (default: endpoint,transform,local)")
-    p.add_argument("--endpoint-timeout", type=float, default=1800.0, help="seconds to wait for InService")
-    p.add_argument("--transform-timeout", type=float, default=3600.0, help="seconds to wait for the job")
-    p.add_argument("--poll", type=float, default=30.0, help="seconds between status polls")
+    p.add_argument("--endpoint-timeout", type=float,
+                   help="seconds to wait for InService (default 1800; 60 with --sandbox)")
+    p.add_argument("--transform-timeout", type=float,
+                   help="seconds to wait for the transform job (default 3600; 60 with --sandbox)")
+    p.add_argument("--poll", type=float, help="seconds between status polls (default 30; 1 with --sandbox)")
     p.add_argument("--work-dir", type=Path, default=Path("work/deploy"))
     p.add_argument("--result", type=Path, help="result JSON path (default: <work-dir>/<name>/deploy-result.json)")
     p.add_argument("--sandbox", action="store_true",
                    help="run against an embedded AWS (moto) that refuses like a lab account")
-    p.add_argument("--sandbox-deny", default="CreateEndpointConfig",
-                   help="operations the sandbox refuses, comma-separated (default: CreateEndpointConfig; "
-                        "add CreateTransformJob to reach local mode, '' for none)")
+    p.add_argument("--sandbox-deny", default="CreateEndpointConfig,CreateTransformJob",
+                   help="operations the sandbox refuses, comma-separated (default: CreateEndpointConfig,"
+                        "CreateTransformJob, so the run ends in local mode: the sandbox's transform jobs "
+                        "write no outputs and would be reported as failed; '' for none)")
     _transform_tuning(p)
     _common(p)
 
@@ -118,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="SageMaker model to run (without --local)")
     p.add_argument("--job-name", help="transform job name (without --local)")
     p.add_argument("--instance-type", default="ml.m5.large")
-    p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between status polls (default 30)")
     p.add_argument("--content-type", help="content type for every object (default: from the extension)")
     p.add_argument("--accept", default="application/json")
     p.add_argument("--summary", type=Path, help="also write the summary JSON here")
@@ -178,30 +184,39 @@ def cmd_register(args: argparse.Namespace) -> dict[str, Any]:
     return result.as_dict()
 
 
-def deploy_options(args: argparse.Namespace, name: str) -> Any:
-    from deploy.fallback import DeployOptions
-    return DeployOptions(
-        name=name, artifacts=aws.S3Uri(args.bucket, args.prefix).child(name), role_arn=_require_role(args),
-        model_dir=args.model_dir, archive=args.archive, image_uri=args.image_uri, input=args.input,
-        output=aws.S3Uri.parse(args.output, "--output").as_prefix() if args.output else None,
+def _options_given(args: argparse.Namespace) -> dict[str, Any]:
+    """DeployOptions fields from the arguments; None where the user gave nothing."""
+    return dict(
+        image_uri=args.image_uri, output=aws.S3Uri.parse(args.output, "--output").as_prefix() if args.output else None,
         model_name=args.model_name, package_group=args.group or None, approval=args.approval,
         instance_type=args.instance_type, endpoint_timeout_s=args.endpoint_timeout,
         transform_timeout_s=args.transform_timeout, poll_s=args.poll,
-        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
-        create_bucket=args.create_bucket, work_dir=args.work_dir, region=args.region,
-        batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
+        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()), work_dir=args.work_dir,
+        region=args.region, batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
         result_path=args.result)
 
 
+def deploy_options(args: argparse.Namespace, name: str) -> Any:
+    """DeployOptions for a deploy against AWS (or whatever AWS_ENDPOINT_URL points at)."""
+    from deploy.options import DeployOptions
+    if not args.bucket:
+        raise DeployError("--bucket is required (the S3 bucket for the archive and predictions), unless --sandbox")
+    given = {k: v for k, v in _options_given(args).items() if v is not None}
+    return DeployOptions(name=name, artifacts=aws.S3Uri(args.bucket, args.prefix).child(name),
+                         role_arn=_require_role(args), model_dir=args.model_dir, archive=args.archive,
+                         input=args.input, create_bucket=args.create_bucket, **given)
+
+
 def cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
-    name = _run_name(args)
-    if not (args.sandbox or args.bucket):
-        raise DeployError("--bucket is required (the S3 bucket for the archive and predictions), "
-                          "unless --sandbox")
     from deploy.fallback import deploy, summary_line
+    name = _run_name(args)
     if args.sandbox:
-        from deploy.sandbox_run import deploy_in_sandbox
-        result = deploy_in_sandbox(args, name)
+        from deploy.sandbox_run import SANDBOX_BUCKET, deploy_in_sandbox, sandbox_options
+        given = _options_given(args)
+        given.update(artifacts=aws.S3Uri(args.bucket or SANDBOX_BUCKET, args.prefix).child(name),
+                     role_arn=args.role)
+        opts = sandbox_options(name, model_dir=args.model_dir, archive=args.archive, input=args.input, **given)
+        result = deploy_in_sandbox(opts, [a.strip() for a in (args.sandbox_deny or "").split(",") if a.strip()])
     else:
         result = deploy(deploy_options(args, name))
     log.info("%s; result: %s", summary_line(result), result["result_path"])
@@ -220,7 +235,8 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
             job_name=args.job_name or aws.resource_name(args.model_name[:40], "tj"),
             model_name=args.model_name, input_uri=aws.S3Uri.parse(args.input, "--input"),
             output_uri=aws.S3Uri.parse(args.output, "--output").as_prefix(),
-            instance_type=args.instance_type, timeout_s=args.timeout, created=[])
+            instance_type=args.instance_type, timeout_s=args.timeout, poll_s=args.poll, created=[],
+            timeout_flag="--timeout")
     from deploy.package import extract_archive
     from deploy.transform import Handler, run_transform
     if not (args.model_dir or args.archive):
@@ -238,20 +254,13 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def cmd_cleanup(args: argparse.Namespace) -> dict[str, Any]:
-    from deploy.resources import REGISTRY, STORAGE, delete_all
-    try:
-        result = json.loads(Path(args.result).read_text())
-        resources = list(result["resources"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise DeployError(f"{args.result}: not a deploy result JSON with a \"resources\" list ({exc})") from exc
-    skip = (set() if args.registry else REGISTRY) | (set() if args.storage else STORAGE)
-    chosen = [r for r in resources if r["type"] not in skip]
-    outcomes = delete_all(aws.client("sagemaker", args.region), aws.client("s3", args.region), chosen)
-    for outcome in outcomes:
-        outcome.pop("record", None)
-    kept = [r for r in resources if r["type"] in skip]
-    return {"result": str(args.result), "deleted": outcomes, "kept": kept}
+def cmd_cleanup(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    from deploy.cleanup import cleanup
+    report, failed, status = cleanup(args.result, registry=args.registry, storage=args.storage,
+                                     region_flag=args.region)
+    for line in failed:
+        print(f"convlab deploy cleanup: {line}", file=sys.stderr)
+    return report, status
 
 
 COMMANDS = {"package": cmd_package, "register": cmd_register, "deploy": cmd_deploy,
@@ -268,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output = COMMANDS[args.command](args)
     except (DeployError, BotoCoreError) as exc:
-        print(f"convlab deploy {args.command}: {exc}", file=sys.stderr)
+        print(f"convlab deploy {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    output, status = output if isinstance(output, tuple) else (output, 0)
     print(json.dumps(output, indent=2, default=str))
-    return 0
+    return status
 
 
 if __name__ == "__main__":

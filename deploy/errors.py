@@ -55,3 +55,24 @@ class TransformError(DeployError):
 
 class SandboxError(DeployError):
     """The embedded AWS sandbox could not start or was asked for something it cannot do."""
+
+
+class StepFailed(DeployError):
+    """A serving step's resource ended badly (Failed, timed out, outputs missing): the chain stops.
+
+    `reason` is AWS's FailureReason (or what was measured), `next_step` what to do about it, and
+    `details` the numbers that go into the deploy result (inputs, outputs, missing keys...).
+    """
+
+    def __init__(self, resource: str, status: str, reason: str, next_step: str,
+                 details: dict | None = None) -> None:
+        super().__init__(f"{resource} ended {status}: {reason}; next: {next_step}")
+        self.resource = resource
+        self.status = status
+        self.reason = reason
+        self.next_step = next_step
+        self.details = details or {}
+
+    def as_record(self) -> dict:
+        return {"resource": self.resource, "status": self.status, "reason": self.reason,
+                "next_step": self.next_step, **self.details}

@@ -4,68 +4,33 @@
     2. transform  SageMaker batch transform over the input prefix
     3. local      the same batch transform run in this process (deploy.transform)
 
-A step falls back only on a Refusal (AccessDeniedException, explicit deny, ResourceLimitExceeded,
-an instance type not offered, a waiter ending Failed); whatever the refused step created is
-deleted first. Any other error stops the chain. The result (which way served, every refusal,
-what exists now, where the predictions are) is written as JSON in every case.
+A step falls back only when the account refuses it (deploy.aws.refusal_kind: an explicit deny or
+AccessDenied, a quota, an instance type not offered, no capacity); whatever the refused step
+created is deleted first. A resource that ends Failed, times out, or a transform job short of
+outputs stops the chain (StepFailed: AWS's FailureReason and what to do next), as does any other
+error. Options are checked before anything is created; after that the result (where the
+resources live, which way served, every refusal, the failure, what exists now, where the
+predictions are) is written as JSON in every case.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError
 
 from deploy import aws, register, steps
-from deploy.errors import DeployError, Refusal
+from deploy.errors import DeployError, Refusal, StepFailed
+from deploy.options import STEPS, DeployOptions  # noqa: F401 - DeployOptions is part of this API
 from deploy.package import build_archive, extract_archive, verify_archive
 from deploy.resources import delete_all
 from deploy.smoke import smoke_payload
 from deploy.stores import LocalStore, S3Store, open_store, upload_folder
 
 log = logging.getLogger(__name__)
-
-STEPS = ("endpoint", "transform", "local")
-
-
-@dataclass
-class DeployOptions:
-    name: str                               # run name: resource names derive from it
-    artifacts: aws.S3Uri                    # receives model.tar.gz, metrics.json, inputs/, predictions/
-    role_arn: str
-    model_dir: Path | None = None
-    archive: Path | None = None
-    image_uri: str | None = None
-    input: str | None = None                # s3:// prefix or local folder of images
-    output: aws.S3Uri | None = None         # default <artifacts>/predictions/
-    model_name: str | None = None
-    package_group: str | None = None        # Model Registry group; None skips registration
-    approval: str = "PendingManualApproval"
-    instance_type: str = register.DEFAULT_INSTANCE_TYPE
-    endpoint_timeout_s: float = 1800.0
-    transform_timeout_s: float = 3600.0
-    poll_s: float = 30.0
-    steps: tuple[str, ...] = STEPS
-    create_bucket: bool = False
-    work_dir: Path = Path("work/deploy")
-    region: str | None = None
-    batch_size: int = 64
-    workers: int = 8
-    progress: bool = True
-    result_path: Path | None = None
-
-    def __post_init__(self) -> None:
-        aws.check_name(self.name, "run name")
-        unknown = [s for s in self.steps if s not in STEPS]
-        if unknown or not self.steps:
-            raise DeployError(f"steps {unknown or list(self.steps)} not understood: expected some of {STEPS}")
-        if not (self.model_dir or self.archive):
-            raise DeployError("deploy needs --model-dir (a training model_dir) or --archive (a model.tar.gz)")
-
 
 def suffixed(name: str, suffix: str) -> str:
     """`name` + `suffix`, cutting the name so the whole stays within SageMaker's 63 characters."""
@@ -85,7 +50,7 @@ class Chain:
         self.output = opts.output or opts.artifacts.child("predictions").as_prefix()
         self.work = opts.work_dir / opts.name
         self.result: dict[str, Any] = {
-            "name": opts.name, "region": self.region, "endpoint_url": os.environ.get("AWS_ENDPOINT_URL"),
+            "name": opts.name, "location": None, "region": self.region,
             "served_by": None, "attempts": [], "refusals": [], "resources": self.created, "deleted": [],
             "predictions": None}
         self.archive: Path | None = None
@@ -100,7 +65,7 @@ class Chain:
 
     def attempt(self, step: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """Run one serving step. On any failure delete what it created; then a Refusal returns
-        None (fall back) and anything else propagates (stop)."""
+        None (fall back) and anything else (StepFailed, an AWS error) propagates (stop)."""
         before = len(self.created)
         try:
             predictions = run()
@@ -110,6 +75,10 @@ class Chain:
             outcomes = delete_all(self.sm, self.s3, made)
             self.result["deleted"] += outcomes
             self.created += [o["record"] for o in outcomes if o["status"] in ("kept", "failed")]
+            if isinstance(exc, StepFailed):
+                self.result["failure"] = {"step": step, **exc.as_record()}
+                self.result["attempts"].append({"step": step, "status": "failed", "error": str(exc)})
+                raise
             if not isinstance(exc, Refusal):
                 self.result["attempts"].append({"step": step, "status": "error", "error": str(exc)})
                 raise
@@ -156,15 +125,33 @@ class Chain:
         self.result["model"] = {"name": name, "arn": arn}
         if opts.package_group:
             metrics = register.archive_json(archive, "metrics.json")
+            digest = register.archive_sha256(archive)
             try:
                 package_arn, made = register.register_package(
                     self.sm, opts.package_group, image, str(model_uri), str(metrics_uri), metrics,
-                    opts.approval, opts.instance_type)
+                    digest, opts.approval, opts.instance_type)
             except Refusal as refusal:
                 self.refused("register", refusal)
             else:
                 self.created += made
-                self.result["model_package"] = {"group": opts.package_group, "arn": package_arn}
+                self.result["model_package"] = {"group": opts.package_group, "arn": package_arn,
+                                                "archive_sha256": digest}
+
+    def locate(self) -> None:
+        """Record where the resources live: the endpoint URL (a sandbox) or AWS, region, account."""
+        identity = aws.call(aws.client("sts", self.opts.region), "GetCallerIdentity")
+        self.result["location"] = {"endpoint_url": os.environ.get("AWS_ENDPOINT_URL") or None,
+                                   "region": self.region, "account": identity["Account"],
+                                   "sandbox": self.opts.sandbox}
+
+    def debug_hint(self, step: str) -> str:
+        """How to see a failing model on this machine."""
+        if step == "transform":
+            return (f"run `convlab deploy transform --local --archive {self.archive} --input {self.input_uri} "
+                    "--output work/debug-predictions` to see which inputs fail")
+        if self.opts.model_dir:
+            return f"run `convlab serve --model-dir {self.opts.model_dir}` locally"
+        return f"extract {self.archive} into a folder and run `convlab serve --model-dir FOLDER` locally"
 
     def stage_inputs(self) -> None:
         """Inputs as an S3 prefix for batch transform (a local folder is uploaded)."""
@@ -174,8 +161,6 @@ class Chain:
         if aws.is_s3(source):
             self.input_uri = aws.S3Uri.parse(source, "--input")
             return
-        if not Path(source).is_dir():
-            raise DeployError(f"--input {source!r} is neither an s3:// prefix nor a folder of images")
         if self.result.get("archive", {}).get("s3_uri") and "transform" in self.opts.steps:
             target = self.opts.artifacts.child("inputs").as_prefix()
             count = upload_folder(LocalStore(source), S3Store(target, self.s3), self.opts.workers)
@@ -190,20 +175,19 @@ class Chain:
             self.sm, self.runtime, model_name=name, endpoint_name=suffixed(name, "-ep"),
             config_name=suffixed(name, "-cfg"), instance_type=self.opts.instance_type,
             timeout_s=self.opts.endpoint_timeout_s, smoke_body=body, smoke_type=content_type,
-            created=self.created, poll_s=self.opts.poll_s)
+            created=self.created, poll_s=self.opts.poll_s, debug_hint=self.debug_hint("endpoint"))
 
     def transform(self) -> dict[str, Any]:
         assert self.input_uri is not None and self.model_name is not None
         return steps.transform_job_step(
             self.sm, self.s3, job_name=suffixed(self.opts.name, "-tj"), model_name=self.model_name,
             input_uri=self.input_uri, output_uri=self.output, instance_type=self.opts.instance_type,
-            timeout_s=self.opts.transform_timeout_s, created=self.created, poll_s=self.opts.poll_s)
+            timeout_s=self.opts.transform_timeout_s, created=self.created, poll_s=self.opts.poll_s,
+            debug_hint=self.debug_hint("transform"))
 
     def local(self) -> dict[str, Any]:
         from deploy.transform import Handler, run_transform
-        if not self.opts.input:
-            raise DeployError("local mode needs --input: an s3:// prefix or a folder of images to predict")
-        assert self.archive is not None
+        assert self.archive is not None and self.opts.input
         model_dir = extract_archive(self.archive, self.work / "model", clean=True)
         source = open_store(self.opts.input, self.s3)
         uploaded = bool(self.result.get("archive", {}).get("s3_uri"))
@@ -216,6 +200,7 @@ class Chain:
                 "summary": summary.as_dict()}
 
     def run(self) -> dict[str, Any]:
+        self.locate()
         self.package()
         self.upload_and_register()
         self.stage_inputs()
@@ -224,7 +209,7 @@ class Chain:
                 self.skip(step, "no SageMaker model (upload or CreateModel was refused)")
                 continue
             if step == "transform" and self.input_uri is None:
-                self.skip(step, "no S3 input prefix of images (--input)")
+                self.skip(step, "no S3 input prefix of images (the upload of --input was refused)")
                 continue
             predictions = self.attempt(step, getattr(self, step))
             if predictions is not None:
@@ -255,7 +240,9 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def deploy(opts: DeployOptions) -> dict[str, Any]:
-    """Run the chain; the result JSON is written (and returned) whether it served or stopped."""
+    """Check the options (nothing is created or written when they are wrong), then run the chain;
+    the result JSON is written (and returned) whether it served or stopped."""
+    opts.check()
     chain = Chain(opts)
     path = opts.result_path or chain.work / "deploy-result.json"
     try:

@@ -1,10 +1,14 @@
 """Upload model.tar.gz, CreateModel, and register a model package in the Model Registry (boto3).
 
-Every step is idempotent: a resource that already exists with the same image and archive is
-reused; one with the same name but other contents is an error that names both.
+Every step is idempotent: a model that already exists with the same image and archive URL is
+reused; one with the same name but another image or URL is an error that names both. A model
+package is reused only when it registers the same image, archive URL and archive content (the
+sha256 of model.tar.gz, kept in its CustomerMetadataProperties as `archive_sha256`): a retrained
+archive uploaded to the same URL registers a new version in the group.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tarfile
@@ -20,6 +24,7 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = ["image/png", "application/x-image", "application/json", "application/x-npy"]
 RESPONSE_TYPES = ["application/json"]
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DIGEST_KEY = "archive_sha256"
 
 
 @dataclass
@@ -44,6 +49,15 @@ def archive_json(archive: Path, name: str) -> dict[str, Any]:
         if member is None:
             raise RegistrationError(f"{archive} has no {name}")
         return json.loads(member.read())
+
+
+def archive_sha256(archive: Path) -> str:
+    """The hex sha256 of the archive's bytes: what a model package's content is keyed on."""
+    digest = hashlib.sha256()
+    with open(archive, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _supported_tf_versions() -> list[tuple[int, int]]:
@@ -146,32 +160,38 @@ def _ensure_group(sm: Any, group: str) -> bool:
     return True
 
 
-def _existing_package(sm: Any, group: str, image_uri: str, model_data_url: str) -> str | None:
+def _existing_package(sm: Any, group: str, image_uri: str, model_data_url: str, sha256: str) -> str | None:
+    """A package in `group` for this image, URL and archive content (packages without a digest
+    never match: their content is unknown)."""
     for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
         for summary in page.get("ModelPackageSummaryList", []):
             arn = summary["ModelPackageArn"]
             described = call(sm, "DescribeModelPackage", ModelPackageName=arn)
+            if described.get("CustomerMetadataProperties", {}).get(DIGEST_KEY) != sha256:
+                continue
             for container in described.get("InferenceSpecification", {}).get("Containers", []):
                 if container.get("Image") == image_uri and container.get("ModelDataUrl") == model_data_url:
                     return arn
     return None
 
 
-def _metadata(metrics: dict[str, Any]) -> dict[str, str]:
+def _metadata(metrics: dict[str, Any], sha256: str) -> dict[str, str]:
     keys = ("model_type", "test_accuracy", "test_loss", "val_accuracy", "params", "epochs_completed")
-    return {k: (f"{metrics[k]:.6g}" if isinstance(metrics[k], float) else str(metrics[k]))
-            for k in keys if k in metrics}
+    found = {k: (f"{metrics[k]:.6g}" if isinstance(metrics[k], float) else str(metrics[k]))
+             for k in keys if k in metrics}
+    return {**found, DIGEST_KEY: sha256}
 
 
 def register_package(sm: Any, group: str, image_uri: str, model_data_url: str, metrics_uri: str,
-                     metrics: dict[str, Any], approval: str = "PendingManualApproval",
+                     metrics: dict[str, Any], sha256: str, approval: str = "PendingManualApproval",
                      instance_type: str = DEFAULT_INSTANCE_TYPE) -> tuple[str, list[dict[str, str]]]:
-    """A model package for this image and archive in `group` (both created if missing)."""
+    """A model package for this image and archive (`sha256` of its bytes) in `group` (both
+    created if missing); an archive with other content at the same URL is a new version."""
     check_name(group, "model package group")
     created = [{"type": "model_package_group", "name": group}] if _ensure_group(sm, group) else []
-    existing = _existing_package(sm, group, image_uri, model_data_url)
+    existing = _existing_package(sm, group, image_uri, model_data_url, sha256)
     if existing:
-        log.info("model package %s already registers this archive: reusing it", existing)
+        log.info("model package %s already registers this archive (sha256 %s): reusing it", existing, sha256[:12])
         return existing, created
     reply = call(
         sm, "CreateModelPackage", ModelPackageGroupName=group, ModelApprovalStatus=approval,
@@ -184,7 +204,7 @@ def register_package(sm: Any, group: str, image_uri: str, model_data_url: str, m
             "SupportedTransformInstanceTypes": [instance_type]},
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
                                                       "S3Uri": metrics_uri}}},
-        CustomerMetadataProperties=_metadata(metrics))
+        CustomerMetadataProperties=_metadata(metrics, sha256))
     arn = reply["ModelPackageArn"]
     created.append({"type": "model_package", "arn": arn})
     log.info("registered model package %s", arn)
@@ -203,7 +223,7 @@ def register(sm: Any, *, archive: Path, model_name: str, image_uri: str, model_d
         result.package_group = group
         result.package_arn, made = register_package(
             sm, group, image_uri, model_data_url, metrics_uri, archive_json(archive, "metrics.json"),
-            approval, instance_type)
+            archive_sha256(archive), approval, instance_type)
         result.created += made
     return result
 

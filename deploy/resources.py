@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy.aws import S3Uri, error_code, error_message, list_objects
+from deploy.errors import DeployError
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,38 @@ def _gone(exc: ClientError) -> bool:
         error_code(exc) == "ValidationException" and ("Could not find" in message or "does not exist" in message))
 
 
-def _delete_prefix(s3: Any, uri: S3Uri) -> None:
-    keys = [obj["Key"] for obj in list_objects(s3, uri)]
+def _delete_prefix(s3: Any, uri: S3Uri) -> bool:
+    """Delete every object under `uri`; False when its bucket is already gone (nothing to delete)."""
+    try:
+        keys = [obj["Key"] for obj in list_objects(s3, uri)]
+    except DeployError:
+        if error_code_of_bucket(s3, uri.bucket) in ("404", "NoSuchBucket"):
+            return False
+        raise
     for start in range(0, len(keys), 1000):
         chunk = [{"Key": k} for k in keys[start:start + 1000]]
         s3.delete_objects(Bucket=uri.bucket, Delete={"Objects": chunk, "Quiet": True})
+    return True
+
+
+def error_code_of_bucket(s3: Any, bucket: str) -> str | None:
+    """HeadBucket's error code for `bucket` (404 when it is gone), None when it exists."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        return error_code(exc)
+    return None
+
+
+def failure_reason(exc: ClientError) -> str:
+    """Why a delete failed, in one line: AWS's code and message, or what an HTML error page means."""
+    operation = getattr(exc, "operation_name", "the call")
+    message = error_message(exc)
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or error_code(exc)
+    if "<html" in message.lower() or message.lstrip().startswith("<"):
+        return (f"{operation} answered HTTP {status} with an HTML error page instead of an AWS error "
+                "(this endpoint does not implement it)")
+    return f"{operation}: {error_code(exc)}: {' '.join(message.split())}"
 
 
 def delete(sm: Any, s3: Any, resource: dict[str, str]) -> dict[str, Any]:
@@ -73,7 +101,8 @@ def _delete(sm: Any, s3: Any, resource: dict[str, str]) -> dict[str, Any]:
             uri = S3Uri.parse(resource["uri"])
             s3.delete_object(Bucket=uri.bucket, Key=uri.key)
         elif kind == "s3_prefix":
-            _delete_prefix(s3, S3Uri.parse(resource["uri"]))
+            if not _delete_prefix(s3, S3Uri.parse(resource["uri"])):
+                return {"resource": label(resource), "status": "absent"}
         elif kind == "s3_bucket":
             s3.delete_bucket(Bucket=resource["name"])
         else:
@@ -81,9 +110,9 @@ def _delete(sm: Any, s3: Any, resource: dict[str, str]) -> dict[str, Any]:
     except ClientError as exc:
         if _gone(exc):
             return {"resource": label(resource), "status": "absent"}
-        log.warning("could not delete %s: %s", label(resource), error_message(exc))
-        return {"resource": label(resource), "status": "failed",
-                "reason": f"{error_code(exc)}: {error_message(exc)}"}
+        reason = failure_reason(exc)
+        log.warning("could not delete %s: %s", label(resource), reason)
+        return {"resource": label(resource), "status": "failed", "reason": reason}
     log.info("deleted %s", label(resource))
     return {"resource": label(resource), "status": "deleted"}
 

@@ -9,125 +9,28 @@ AWS Academy / Learner Lab accounts answer, for example,
 `Sandbox.deny("CreateEndpointConfig")` makes this server answer exactly that, as an
 AccessDeniedException over HTTP, so boto3 raises the same ClientError it raises in such an account.
 The refusal is decided inside the server, per server (by the port a request arrives on).
+
+`Sandbox.fail_created("CreateEndpoint", reason)` makes the endpoint (or transform job) that call
+creates end Failed with `reason` as its FailureReason, in the server's own state, as a model that
+does not load or a container that exits does in SageMaker: Describe* then answers Failed
+(`status="Creating"` instead leaves it creating for ever, for timeouts).
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import threading
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from deploy.errors import SandboxError
+from deploy.sandbox_server import (FAILABLE, FAILURES, LOCK, POLICIES, install_hooks,  # noqa: F401
+                                   lab_deny_message, normalize_action)
 
 log = logging.getLogger(__name__)
 
-LAB_PRINCIPAL = "arn:aws:sts::{account}:assumed-role/LabRole/SageMaker"
-LAB_DENY_MESSAGE = ("User: {principal} is not authorized to perform: {action} on resource: "
-                    "{resource} with an explicit deny in an identity-based policy")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-_VERBS = ("Create", "Delete", "Describe", "Update", "Stop", "Start", "List", "Invoke", "Add")
-
-_lock = threading.Lock()
-# port -> {"sagemaker:Action": (error code, message or None for the lab's explicit-deny message)}
-_policies: dict[int, dict[str, tuple[str, str | None]]] = {}
-_installed = False
-
-
-def _known_actions() -> set[str]:
-    import botocore.session
-    session = botocore.session.get_session()
-    actions: set[str] = set()
-    for service in ("sagemaker", "sagemaker-runtime"):
-        actions.update(session.get_service_model(service).operation_names)
-    return actions
-
-
-def normalize_action(action: str) -> str:
-    """"CreateEndpointConfig" or "sagemaker:CreateEndpointConfig" -> "sagemaker:CreateEndpointConfig"."""
-    import difflib
-
-    name = action.split(":", 1)[1] if action.startswith("sagemaker:") else action
-    known = _known_actions()
-    if name not in known:
-        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "expected e.g. CreateEndpointConfig, CreateTransformJob"
-        raise SandboxError(f"cannot deny {action!r}: not a SageMaker or SageMaker Runtime operation name; {hint}")
-    return f"sagemaker:{name}"
-
-
-def _resource_arn(action: str, params: dict[str, Any], path: str, account: str, region: str) -> str:
-    """The ARN IAM would name for `action` on the resource in this request."""
-    name = action.split(":", 1)[1]
-    noun = next((name[len(v):] for v in _VERBS if name.startswith(v)), name)
-    if name == "InvokeEndpoint" or name == "InvokeEndpointAsync":
-        noun = "Endpoint"
-        match = re.search(r"/endpoints/([^/]+)/", path)
-        value = match.group(1) if match else None
-    else:
-        value = params.get(f"{noun}Name")
-    kind = re.sub(r"(?<!^)(?=[A-Z])", "-", noun).lower()
-    if not value:
-        return f"arn:aws:sagemaker:{region}:{account}:{kind}/*"
-    return f"arn:aws:sagemaker:{region}:{account}:{kind}/{str(value).lower()}"
-
-
-def lab_deny_message(action: str, resource_arn: str, account: str = "123456789012") -> str:
-    """The message a lab account's explicit deny gives for `action` on `resource_arn`."""
-    return LAB_DENY_MESSAGE.format(principal=LAB_PRINCIPAL.format(account=account),
-                                   action=action, resource=resource_arn)
-
-
-def _refusal(response: Any) -> tuple[int, dict[str, str], str] | None:
-    host = str(response.headers.get("Host") or "")
-    port = int(host.rsplit(":", 1)[1]) if ":" in host else 80
-    with _lock:
-        policy = dict(_policies.get(port, {}))
-    if not policy:
-        return None
-    action = f"sagemaker:{response._get_action()}"
-    if action not in policy:
-        return None
-    from moto.core.exceptions import JsonRESTError
-    try:
-        params = json.loads(response.body) if response.body else {}
-    except (TypeError, ValueError):
-        params = {}
-    params = params if isinstance(params, dict) else {}
-    account, region = response.current_account, response.region
-    code, message = policy[action]
-    message = message or lab_deny_message(
-        action, _resource_arn(action, params, response.parsed_url.path, account, region), account)
-    error = JsonRESTError(code, message)
-    log.info("sandbox refused %s with %s", action, code)
-    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amzn-ErrorType": code}
-    return error.code, headers, error.get_body()
-
-
-def _install_hooks() -> None:
-    """Once per process: wrap moto's SageMaker and SageMaker Runtime dispatch so a policy can
-    refuse calls, and list moto's service packages once instead of on every request (moto's
-    server lists its package folder per request to route it: half of an S3 GET's server time)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        from moto import backends
-        modules = tuple(backends.list_of_moto_modules())
-        backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
-        from moto.sagemaker.responses import SageMakerResponse
-        from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
-        for cls in (SageMakerResponse, SageMakerRuntimeResponse):
-            original: Callable[..., Any] = cls.call_action
-
-            def call_action(self: Any, _original: Callable[..., Any] = original) -> Any:
-                return _refusal(self) or _original(self)
-
-            cls.call_action = call_action  # type: ignore[method-assign]
-        _installed = True
 
 
 @dataclass
@@ -175,26 +78,41 @@ class Sandbox:
         if not actions:
             raise SandboxError("deny() needs at least one operation name, e.g. CreateEndpointConfig")
         names = tuple(normalize_action(a) for a in actions)
-        with _lock:
-            policy = _policies.setdefault(self.port, {})
+        with LOCK:
+            policy = POLICIES.setdefault(self.port, {})
             for name in names:
                 policy[name] = (code, message)
         log.info("sandbox denies %s", ", ".join(names))
         return Denial(self, names)
 
+    def fail_created(self, action: str, reason: str, status: str = "Failed") -> Denial:
+        """What `action` (CreateEndpoint or CreateTransformJob) creates from now on ends Failed
+        with FailureReason `reason` (or stays in `status`, e.g. Creating: a wait that times out);
+        undone like a denial."""
+        name = normalize_action(action)
+        if name not in FAILABLE:
+            raise SandboxError(f"cannot fail what {action!r} creates: expected one of "
+                               f"{', '.join(a.split(':')[1] for a in FAILABLE)}")
+        with LOCK:
+            FAILURES.setdefault(self.port, {})[name] = (status, reason)
+        return Denial(self, (name,))
+
     def allow(self, *actions: str) -> None:
-        with _lock:
-            policy = _policies.get(self.port, {})
+        """Undo denials and failures of `actions`."""
+        with LOCK:
+            policy, failures = POLICIES.get(self.port, {}), FAILURES.get(self.port, {})
             for action in actions:
                 policy.pop(normalize_action(action), None)
+                failures.pop(normalize_action(action), None)
 
     def allow_all(self) -> None:
-        with _lock:
-            _policies.pop(self.port, None)
+        with LOCK:
+            POLICIES.pop(self.port, None)
+            FAILURES.pop(self.port, None)
 
     def denied(self) -> list[str]:
-        with _lock:
-            return sorted(_policies.get(self.port, {}))
+        with LOCK:
+            return sorted(POLICIES.get(self.port, {}))
 
     def _post(self, path: str, payload: dict[str, Any] | None = None) -> None:
         data = json.dumps(payload or {}).encode()
@@ -228,7 +146,7 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0, region: str = "us-east
     except ImportError as exc:
         raise SandboxError("the sandbox needs moto's server: pip install 'moto[server]>=5.2.5'") from exc
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    _install_hooks()
+    install_hooks()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()

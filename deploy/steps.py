@@ -9,8 +9,8 @@ import base64
 import logging
 from typing import Any
 
-from deploy.aws import S3Uri, call, list_objects, wait
-from deploy.errors import DeployError
+from deploy.aws import S3Uri, call, failure_refusal_kind, list_objects, wait_until
+from deploy.errors import DeployError, Refusal, StepFailed
 from deploy.stores import OUT_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -18,18 +18,28 @@ log = logging.getLogger(__name__)
 SMOKE_PREVIEW = 2000
 
 
-def _endpoint_status(reply: dict[str, Any]) -> tuple[str, str]:
-    return reply.get("EndpointStatus", "unknown"), reply.get("FailureReason", "")
+ENDPOINT_PENDING = {"Creating", "Updating", "SystemUpdating"}
+TRANSFORM_PENDING = {"InProgress", "Stopping"}
+MISSING_SHOWN = 20
 
 
-def _transform_status(reply: dict[str, Any]) -> tuple[str, str]:
-    return reply.get("TransformJobStatus", "unknown"), reply.get("FailureReason", "")
+def ended_badly(resource: str, status: str, reason: str, next_step: str) -> DeployError:
+    """A Failed endpoint or job: a Refusal when SageMaker could not provide capacity, quota or the
+    instance type (the account refuses it here), else a StepFailed that stops the chain."""
+    if status == "Failed" and failure_refusal_kind(reason):
+        return Refusal(resource, status, reason)
+    return StepFailed(resource, status, reason or "no FailureReason given", next_step)
 
 
 def endpoint_step(sm: Any, runtime: Any, *, model_name: str, endpoint_name: str, config_name: str,
                   instance_type: str, timeout_s: float, smoke_body: bytes, smoke_type: str,
-                  created: list[dict[str, str]], poll_s: float = 30.0) -> dict[str, Any]:
-    """CreateEndpointConfig + CreateEndpoint, wait InService, then one smoke invocation."""
+                  created: list[dict[str, str]], poll_s: float = 30.0,
+                  debug_hint: str = "run the model locally with `convlab serve --model-dir MODEL_DIR`"
+                  ) -> dict[str, Any]:
+    """CreateEndpointConfig + CreateEndpoint, wait InService, then one smoke invocation.
+
+    An endpoint ending Failed stops with its FailureReason and `debug_hint` (unless the reason
+    is capacity, quota or instance type: a Refusal); still Creating after `timeout_s` stops too."""
     call(sm, "CreateEndpointConfig", EndpointConfigName=config_name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": 1,
         "InstanceType": instance_type, "InitialVariantWeight": 1.0}])
@@ -37,8 +47,14 @@ def endpoint_step(sm: Any, runtime: Any, *, model_name: str, endpoint_name: str,
     call(sm, "CreateEndpoint", EndpointName=endpoint_name, EndpointConfigName=config_name)
     created.append({"type": "endpoint", "name": endpoint_name})
     log.info("waiting (at most %.0f s) for endpoint %s to be InService", timeout_s, endpoint_name)
-    wait(sm, "endpoint_in_service", "CreateEndpoint", timeout_s, _endpoint_status, delay_s=poll_s,
-         EndpointName=endpoint_name)
+    what = f"endpoint {endpoint_name}"
+    reply = wait_until(lambda: call(sm, "DescribeEndpoint", EndpointName=endpoint_name), "EndpointStatus",
+                       ENDPOINT_PENDING, what=what, timeout_s=timeout_s, poll_s=poll_s,
+                       timeout_hint="raise --endpoint-timeout to wait longer")
+    if reply["EndpointStatus"] != "InService":
+        raise ended_badly(what, reply["EndpointStatus"], reply.get("FailureReason", ""),
+                          f"see CloudWatch log group /aws/sagemaker/Endpoints/{endpoint_name}, and {debug_hint} "
+                          "to see the error")
     reply = call(runtime, "InvokeEndpoint", EndpointName=endpoint_name, Body=smoke_body,
                  ContentType=smoke_type, Accept="application/json")
     body = reply["Body"].read()
@@ -72,28 +88,53 @@ def transform_parameters(*, job_name: str, model_name: str, input_uri: S3Uri, ou
     }
 
 
+def _relative_keys(s3: Any, input_uri: S3Uri) -> list[str]:
+    """Every input object under `input_uri`, as the part of its key after the prefix."""
+    return [obj["Key"][len(input_uri.key):].lstrip("/") for obj in list_objects(s3, input_uri)
+            if not obj["Key"].endswith("/")]
+
+
+def check_outputs(s3: Any, what: str, relatives: list[str], output_uri: S3Uri,
+                  next_step: str) -> list[str]:
+    """The output URI of every input (`<output>/<relative>.out`, as SageMaker names them); a
+    StepFailed giving inputs, outputs and the missing keys when any is absent."""
+    present = {obj["Key"] for obj in list_objects(s3, output_uri)}
+    expected = [output_uri.child(relative + OUT_SUFFIX) for relative in relatives]
+    missing = [str(uri) for uri in expected if uri.key not in present]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        found = len(expected) - len(missing)
+        raise StepFailed(what, "Completed with missing outputs",
+                         f"{found} of {len(expected)} outputs under {output_uri} (missing {shown})", next_step,
+                         {"inputs": len(expected), "outputs": found, "missing": len(missing),
+                          "missing_keys": missing[:MISSING_SHOWN]})
+    return [str(uri) for uri in expected]
+
+
 def transform_job_step(sm: Any, s3: Any, *, job_name: str, model_name: str, input_uri: S3Uri,
                        output_uri: S3Uri, instance_type: str, timeout_s: float,
-                       created: list[dict[str, str]], poll_s: float = 30.0) -> dict[str, Any]:
-    """CreateTransformJob over an S3 prefix of images, wait, then list the `.out` objects."""
-    inputs = sum(1 for obj in list_objects(s3, input_uri) if not obj["Key"].endswith("/"))
+                       created: list[dict[str, str]], poll_s: float = 30.0,
+                       debug_hint: str = "run `convlab deploy transform --local` on the same inputs",
+                       timeout_flag: str = "--transform-timeout") -> dict[str, Any]:
+    """CreateTransformJob over an S3 prefix of images, wait, then check that every input has its
+    `<key>.out`. Failed, stopped, timed out or short of outputs: a StepFailed naming the numbers."""
+    relatives = _relative_keys(s3, input_uri)
     call(sm, "CreateTransformJob", **transform_parameters(
         job_name=job_name, model_name=model_name, input_uri=input_uri, output_uri=output_uri,
         instance_type=instance_type))
     created.append({"type": "transform_job", "name": job_name})
-    log.info("waiting (at most %.0f s) for transform job %s", timeout_s, job_name)
-    wait(sm, "transform_job_completed_or_stopped", "CreateTransformJob", timeout_s, _transform_status,
-         delay_s=poll_s, TransformJobName=job_name)
-    described = call(sm, "DescribeTransformJob", TransformJobName=job_name)
+    what = f"transform job {job_name}"
+    log.info("waiting (at most %.0f s) for %s", timeout_s, what)
+    described = wait_until(lambda: call(sm, "DescribeTransformJob", TransformJobName=job_name),
+                           "TransformJobStatus", TRANSFORM_PENDING, what=what, timeout_s=timeout_s, poll_s=poll_s,
+                           timeout_hint=f"raise {timeout_flag} to wait longer")
     status = described["TransformJobStatus"]
-    outputs = [f"s3://{output_uri.bucket}/{obj['Key']}" for obj in list_objects(s3, output_uri)
-               if obj["Key"].endswith(OUT_SUFFIX)]
+    logs = f"see CloudWatch log group /aws/sagemaker/TransformJobs (stream {job_name}/...), and {debug_hint}"
     if status != "Completed":
-        raise DeployError(f"transform job {job_name} ended {status}: {described.get('FailureReason') or 'stopped'}"
-                          " (it was stopped outside this deploy)")
-    if len(outputs) < inputs:
-        log.warning("transform job %s is %s but wrote %d outputs for %d inputs under %s",
-                    job_name, status, len(outputs), inputs, output_uri)
+        reason = described.get("FailureReason") or ("stopped outside this deploy" if status == "Stopped" else "")
+        raise ended_badly(what, status, reason, logs)
+    outputs = check_outputs(s3, what, relatives, output_uri, logs)
+    log.info("%s wrote all %d outputs under %s", what, len(outputs), output_uri)
     return {"kind": "transform_job", "transform_job_name": job_name, "status": status,
-            "s3_uri": str(output_uri), "inputs": inputs, "outputs": len(outputs),
+            "s3_uri": str(output_uri), "inputs": len(relatives), "outputs": len(outputs),
             "output_objects": outputs[:20]}

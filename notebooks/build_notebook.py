@@ -140,7 +140,9 @@ print(f"{model_uri}\\n{deployed['model_type']}: test accuracy {deployed['test_ac
 `convlab deploy` tries a real-time endpoint first. Accounts that refuse endpoints (AWS Academy /
 Learner Lab deny `sagemaker:CreateEndpointConfig`) get a batch transform job instead, and an
 account that refuses that too gets the same transform run on this machine. Whatever a refused
-step created is deleted. The inputs: one test image per class, as PNG files in S3."""),
+step created is deleted. An endpoint or job that fails (or a job that completes without an
+output for every input) stops the deploy with the reason and what to do next. The inputs: one
+test image per class, as PNG files in S3."""),
     ("code", """\
 import numpy as np
 from PIL import Image as PILImage
@@ -166,13 +168,17 @@ print(f"served by: {deployment['served_by']}  (exit status {status})")
 for attempt in deployment["attempts"]:
     print(f"  {attempt['step']:9} {attempt['status']}")
 for refusal in deployment["refusals"]:
-    print(f"  why not {refusal['step']}: {refusal['operation']} -> {refusal['error_code']}: {refusal['message']}")"""),
+    print(f"  why not {refusal['step']}: {refusal['operation']} -> {refusal['error_code']}: {refusal['message']}")
+failure = deployment.get("failure")
+if failure:
+    print(f"  stopped: {failure['resource']} ended {failure['status']}: {failure['reason']}")"""),
     ("md", """\
 ## 6. Batch transform: predictions for the images in S3
 
 Each input `a/b.png` has its answer in `a/b.png.out`. When the deploy ended on an endpoint, a
-batch transform job runs here on the same model. When the transform job wrote no outputs (a
-sandbox's simulated jobs write none), the same handler predicts on this machine, and says so."""),
+batch transform job runs here on the same model. When the transform job did not write every
+output (a sandbox's simulated jobs write none), the same handler predicts on this machine, and
+says so."""),
     ("code", """\
 from deploy.package import extract_archive
 from deploy.score import predicted_class
@@ -183,13 +189,21 @@ if deployment["served_by"] == "endpoint":
         deploy_cli(["transform", "--input", input_uri, "--output", f"s3://{bucket}/convlab/deploy/endpoint-batch/",
                     "--model-name", deployment["model"]["name"]])
     output = f"s3://{bucket}/convlab/deploy/endpoint-batch/"
-else:
+elif deployment["served_by"]:
     output = deployment["predictions"].get("s3_uri") or deployment["predictions"]["path"]
-store = open_store(output, s3)
-answers = {i.relative[:-len(".out")]: store.read(i.relative) for i in store.items() if i.relative.endswith(".out")}
+else:
+    output = None
+answers = {}
+if output:
+    store = open_store(output, s3)
+    answers = {i.relative[:-len(".out")]: store.read(i.relative) for i in store.items() if i.relative.endswith(".out")}
 where = f"batch transform outputs in {output}"
 if not answers:
-    print(f"{output} holds no outputs: predicting the same inputs with the serving handler here")
+    if failure and "outputs" in failure:
+        print(f"the transform job wrote {failure['outputs']} of {failure['inputs']} outputs: "
+              "predicting the same inputs with the serving handler here")
+    else:
+        print(f"{output or 'the deploy'} gave no outputs: predicting the same inputs with the serving handler here")
     output = str(WORK / "local-predictions")
     model_dir = extract_archive(archive, WORK / "model")
     with redirect_stdout(io.StringIO()):

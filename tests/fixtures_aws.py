@@ -9,6 +9,9 @@ Fixtures:
                       makes the server refuse those operations with AccessDeniedException (or
                       `code`) and the lab account's explicit-deny message (or `message`);
                       undone after the test.
+    fail_created      function: fail_created("CreateEndpoint", reason, status="Failed") makes
+                      what that call creates end in `status` with FailureReason `reason` in
+                      the server's state; undone after the test.
 
 Outside pytest (notebook tests, `make demo`): deploy.sandbox.start_sandbox() gives the same server.
 """
@@ -65,3 +68,17 @@ def deny_operations(moto_server: Sandbox) -> Iterator[Callable[..., Denial]]:
     yield deny
     for denial in reversed(denials):
         denial.undo()
+
+
+@pytest.fixture
+def fail_created(moto_server: Sandbox) -> Iterator[Callable[..., Denial]]:
+    failures: list[Denial] = []
+
+    def fail(operation: str, reason: str, status: str = "Failed") -> Denial:
+        failure = moto_server.fail_created(operation, reason, status)
+        failures.append(failure)
+        return failure
+
+    yield fail
+    for failure in reversed(failures):
+        failure.undo()

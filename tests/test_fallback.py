@@ -10,66 +10,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deploy import cli
-from deploy.aws import S3Uri
 from deploy.errors import DeployError, SandboxError
-from deploy.fallback import DeployOptions, deploy
-from deploy.package import build_archive, extract_archive
-from deploy.score import write_image_folder
+from deploy.fallback import deploy
 from deploy.smoke import as_json_image
 from deploy.stores import LocalStore
-from deploy.transform import Handler, content_type_for
 
-ROLE = "arn:aws:iam::123456789012:role/LabRole"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/convlab:latest"
+from .fixtures_deploy import (IMAGE, N_IMAGES, PREDICTIONS, ROLE, archive, classes, expected_output,  # noqa: F401
+                              handler, images_dir, no_serving_leftovers, options, write_outputs)
+
 # The seed lab's console error, with this run's endpoint config name.
 SEED_DENY = ("User: arn:aws:sts::123456789012:assumed-role/LabRole/SageMaker is not authorized to perform: "
              "sagemaker:CreateEndpointConfig on resource: arn:aws:sagemaker:us-east-1:123456789012:"
              "endpoint-config/lab-run-cfg with an explicit deny in an identity-based policy")
-N_IMAGES = 40
-
-
-@pytest.fixture(scope="module")
-def archive(trained_model_dir, tmp_path_factory) -> Path:
-    return build_archive(trained_model_dir, tmp_path_factory.mktemp("fallback") / "model.tar.gz")
-
-
-@pytest.fixture(scope="module")
-def classes(trained_model_dir) -> list[str]:
-    return json.loads((Path(trained_model_dir) / "labels.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def images_dir(fashion_test_images, classes, tmp_path_factory) -> Path:
-    images, labels = fashion_test_images
-    root = tmp_path_factory.mktemp("deploy-inputs")
-    write_image_folder(images[:N_IMAGES], labels[:N_IMAGES], classes, root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def handler(archive, tmp_path_factory) -> Handler:
-    return Handler(extract_archive(archive, tmp_path_factory.mktemp("handler-model")))
-
-
-def expected_output(handler: Handler, images_dir: Path, relative: str) -> dict:
-    """What the handler answers for one input on its own."""
-    body = (images_dir / relative).read_bytes()
-    encoded, _ = handler.encode(handler.predict(handler.decode(body, content_type_for(relative))))
-    return json.loads(encoded)
-
-
-def options(archive: Path, images_dir: Path, tmp_path: Path, **overrides) -> DeployOptions:
-    values = dict(name="lab-run", artifacts=S3Uri("lab-bucket", "convlab/lab-run"), role_arn=ROLE,
-                  archive=archive, image_uri=IMAGE, input=str(images_dir), create_bucket=True,
-                  poll_s=1, endpoint_timeout_s=10, transform_timeout_s=10, progress=False,
-                  work_dir=tmp_path / "work")
-    values.update(overrides)
-    return DeployOptions(**values)
-
-
-def no_serving_leftovers(sm) -> None:
-    assert sm.list_endpoints()["Endpoints"] == []
-    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
 
 
 def test_the_server_refuses_exactly_like_the_lab_account(aws, deny_operations):
@@ -115,8 +67,9 @@ def test_endpoint_allowed_serves_from_the_endpoint(aws, archive, images_dir, han
 
 
 def test_endpoint_config_denied_falls_back_to_a_batch_transform_job(aws, deny_operations, archive,
-                                                                    images_dir, tmp_path):
+                                                                    images_dir, handler, tmp_path):
     deny_operations("CreateEndpointConfig")
+    write_outputs(handler, images_dir)    # what a working job writes; moto's write nothing
     result = deploy(options(archive, images_dir, tmp_path))
     sm = boto3.client("sagemaker")
 
@@ -135,13 +88,16 @@ def test_endpoint_config_denied_falls_back_to_a_batch_transform_job(aws, deny_op
     uploaded = boto3.client("s3").list_objects_v2(Bucket="lab-bucket", Prefix="convlab/lab-run/inputs/")
     assert sorted(o["Key"][len("convlab/lab-run/inputs/"):] for o in uploaded["Contents"]) == \
         sorted(i.relative for i in LocalStore(images_dir).items())
-    assert result["predictions"]["inputs"] == N_IMAGES
+    assert result["predictions"]["inputs"] == result["predictions"]["outputs"] == N_IMAGES
+    assert result["predictions"]["output_objects"][0] == f"s3://lab-bucket/{PREDICTIONS}" + \
+        sorted(i.relative for i in LocalStore(images_dir).items())[0] + ".out"
     no_serving_leftovers(sm)
 
 
 def test_endpoint_denied_after_its_config_deletes_the_config_first(aws, deny_operations, archive,
-                                                                   images_dir, tmp_path):
+                                                                   images_dir, handler, tmp_path):
     deny_operations("CreateEndpoint")
+    write_outputs(handler, images_dir)
     result = deploy(options(archive, images_dir, tmp_path))
     assert result["served_by"] == "transform"
     assert [r["operation"] for r in result["refusals"]] == ["CreateEndpoint"]
@@ -152,11 +108,12 @@ def test_endpoint_denied_after_its_config_deletes_the_config_first(aws, deny_ope
     no_serving_leftovers(boto3.client("sagemaker"))
 
 
-def test_an_endpoint_quota_of_zero_falls_back_too(aws, deny_operations, archive, images_dir, tmp_path):
+def test_an_endpoint_quota_of_zero_falls_back_too(aws, deny_operations, archive, images_dir, handler, tmp_path):
     quota = ("The account-level service limit 'ml.m5.large for endpoint usage' is 0 Instances, with current "
              "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas "
              "to request an increase for this quota.")
     deny_operations("CreateEndpoint", code="ResourceLimitExceeded", message=quota)
+    write_outputs(handler, images_dir)
     result = deploy(options(archive, images_dir, tmp_path))
     assert result["served_by"] == "transform"
     assert result["refusals"] == [{"step": "endpoint", "operation": "CreateEndpoint",
@@ -175,7 +132,7 @@ def test_endpoint_and_transform_denied_run_the_transform_locally(aws, deny_opera
         ("endpoint", "CreateEndpointConfig", "AccessDeniedException"),
         ("transform", "CreateTransformJob", "AccessDeniedException")]
     assert "explicit deny" in result["refusals"][1]["message"]
-    prefix = "convlab/lab-run/predictions/"
+    prefix = PREDICTIONS
     assert result["predictions"]["s3_uri"] == f"s3://lab-bucket/{prefix}"
     listed = s3.list_objects_v2(Bucket="lab-bucket", Prefix=prefix)["Contents"]
     inputs = sorted(i.relative for i in LocalStore(images_dir).items())

@@ -43,7 +43,7 @@ def test_notebook_matches_its_generator():
     assert done.returncode == 0, done.stderr
 
 
-def test_notebook_runs_end_to_end_and_falls_back_to_batch_transform(aws, deny_operations, kernel_environ,
+def test_notebook_runs_end_to_end_and_reports_a_transform_job_without_outputs(aws, deny_operations, kernel_environ,
                                                                     model_archive, tmp_path):
     deny_operations("CreateEndpointConfig")
     s3 = boto3.client("s3")
@@ -72,14 +72,17 @@ def test_notebook_runs_end_to_end_and_falls_back_to_batch_transform(aws, deny_op
     assert len(images) == 3   # class distribution, sample grid, predictions
     assert sorted(NOTEBOOKS.rglob("*")) == before   # everything it wrote went to CONVLAB_WORK_DIR
 
-    # Deploy: the endpoint was refused by the account's explicit deny, batch transform served.
+    # Deploy: the endpoint was refused by the account's explicit deny; the batch transform job
+    # completed without writing its outputs (moto's jobs write none): a failure, with the numbers.
     result = json.loads((work / "deploy-result.json").read_text())
-    assert result["served_by"] == "transform"
-    assert [(a["step"], a["status"]) for a in result["attempts"]] == [("endpoint", "refused"), ("transform", "served")]
+    assert result["served_by"] is None
+    assert [(a["step"], a["status"]) for a in result["attempts"]] == [("endpoint", "refused"), ("transform", "failed")]
+    assert (result["failure"]["inputs"], result["failure"]["outputs"]) == (10, 0)
+    assert "served by: None  (exit status 1)" in outputs and "stopped: transform job" in outputs
     refusal = result["refusals"][0]
     assert (refusal["operation"], refusal["error_code"]) == ("CreateEndpointConfig", "AccessDeniedException")
     assert "explicit deny" in refusal["message"]
-    assert "served by: transform" in outputs and "why not endpoint: CreateEndpointConfig" in outputs
+    assert "why not endpoint: CreateEndpointConfig" in outputs
 
     # What the notebook did in the account: two training jobs, one transform job, inputs in S3.
     sm = boto3.client("sagemaker")
@@ -90,13 +93,15 @@ def test_notebook_runs_end_to_end_and_falls_back_to_batch_transform(aws, deny_op
         channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in described["InputDataConfig"]}
         assert channels["train"] == f"s3://{TEST_BUCKET}/convlab/fashion-mnist/train/"
         assert described["EnableManagedSpotTraining"] is True
-    transform = sm.describe_transform_job(TransformJobName=result["predictions"]["transform_job_name"])
+    job_name = result["failure"]["resource"].split()[-1]
+    transform = sm.describe_transform_job(TransformJobName=job_name)
     assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"].endswith("/transform-input/")
     inputs = s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="convlab/fashion-mnist/transform-input/")["KeyCount"]
-    assert inputs == 10 == result["predictions"]["inputs"]
+    assert inputs == 10 == result["failure"]["inputs"]
 
     # The transform job (simulated) wrote nothing, so the notebook said so and predicted here.
     predictions = sorted((work / "local-predictions").rglob("*.png.out"))
-    assert len(predictions) == 10 and "holds no outputs" in outputs and "10 answers (local predictions" in outputs
+    assert len(predictions) == 10 and "the transform job wrote 0 of 10 outputs" in outputs
+    assert "10 answers (local predictions" in outputs
     # Clean up: the SageMaker model the deploy registered is gone.
     assert sm.list_models()["Models"] == []

@@ -2,7 +2,9 @@
 model package are visible through describe/list calls; re-running duplicates nothing."""
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import boto3
@@ -111,3 +113,32 @@ def test_register_command_prints_what_it_registered(aws, archive, capsys):
     assert printed["model_data_url"] == "s3://cli-bucket/convlab/cli-run/model.tar.gz"
     listed = sm.list_model_packages(ModelPackageGroupName="cli-group")["ModelPackageSummaryList"]
     assert [p["ModelPackageArn"] for p in listed] == [printed["package_arn"]]
+
+
+def _retrained(trained_model_dir: Path, tmp_path: Path) -> Path:
+    """The same model_dir with other metrics (as after retraining), packaged."""
+    model_dir = tmp_path / "retrained"
+    shutil.copytree(trained_model_dir, model_dir)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    metrics["test_accuracy"] = 0.123
+    (model_dir / "metrics.json").write_text(json.dumps(metrics))
+    return build_archive(model_dir, tmp_path / "retrained.tar.gz")
+
+
+def test_a_retrained_archive_under_the_same_name_registers_a_new_version(aws, archive, trained_model_dir,
+                                                                          tmp_path):
+    first, _ = _register(archive)
+    retrained = _retrained(trained_model_dir, tmp_path)
+    second, _ = _register(retrained)          # same name, so the same S3 URL, other bytes
+    third, _ = _register(retrained)           # unchanged content: reused
+    sm = boto3.client("sagemaker")
+
+    assert second.package_arn != first.package_arn and third.package_arn == second.package_arn
+    listed = sm.list_model_packages(ModelPackageGroupName="convlab-cnn")["ModelPackageSummaryList"]
+    assert sorted(p["ModelPackageArn"] for p in listed) == sorted([first.package_arn, second.package_arn])
+    old = sm.describe_model_package(ModelPackageName=first.package_arn)["CustomerMetadataProperties"]
+    new = sm.describe_model_package(ModelPackageName=second.package_arn)["CustomerMetadataProperties"]
+    assert old["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert new["archive_sha256"] == hashlib.sha256(retrained.read_bytes()).hexdigest()
+    assert new["test_accuracy"] == "0.123" and old["test_accuracy"] != "0.123"
+    assert second.model_arn == first.model_arn     # the model names the URL, which now holds the new bytes
