@@ -4,7 +4,8 @@ files in the format training/experiments/records.py writes, holding metrics chos
 Each setting is given as a dict: its study overrides ("label", the factor, ...) plus
     "accuracy": [test accuracy of seed 0, seed 1, ...]  (one record per value; fewer values than
                 the study's seeds leave the remaining runs unrecorded),
-    "params", "flops", "seconds": [s/epoch per seed], optional "confusion": one matrix for every seed.
+    "params", "flops", "seconds": [s/epoch per seed], optional "confusion": one matrix for every seed,
+    or "confusions": one matrix per seed.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-KNOWN_KEYS = ("accuracy", "params", "flops", "seconds", "confusion", "val")
+KNOWN_KEYS = ("accuracy", "params", "flops", "seconds", "confusion", "confusions", "val")
 
 
 def diagonal_confusion(accuracy: float, per_class: int = 100) -> list[list[int]]:
@@ -25,6 +26,12 @@ def diagonal_confusion(accuracy: float, per_class: int = 100) -> list[list[int]]
         matrix[row, row] = right
         matrix[row, (row + 1) % len(CLASSES)] = per_class - right
     return matrix.tolist()
+
+
+def _confusion(known: dict, index: int, accuracy: float) -> list[list[int]]:
+    if "confusions" in known:
+        return known["confusions"][index]
+    return known.get("confusion") or diagonal_confusion(accuracy)
 
 
 def _metrics(canonical: dict, known: dict, index: int) -> dict:
@@ -44,7 +51,7 @@ def _metrics(canonical: dict, known: dict, index: int) -> dict:
                     "val_loss": [1.05 - c for c in curve], "val_accuracy": curve},
         "seconds_per_epoch": [seconds] * epochs, "mean_seconds_per_epoch": seconds,
         "val_accuracy": val, "val_loss": 1.05 - val, "test_accuracy": accuracy, "test_loss": 1.0 - accuracy,
-        "confusion_matrix": known.get("confusion") or diagonal_confusion(accuracy), "classes": list(CLASSES),
+        "confusion_matrix": _confusion(known, index, accuracy), "classes": list(CLASSES),
         "num_train": 5400, "num_val": 600, "num_test": 1000, "training_seconds": seconds * epochs,
     }
 
