@@ -99,7 +99,7 @@ class Explainer:
             probe = keras.Model(model.inputs, [model.get_layer(n).output for n in self.blocks])
 
             def run(images):
-                outputs = probe(images, training=False)
+                outputs = probe([images], training=False)
                 outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
                 return {n: np.asarray(o) for n, o in zip(self.blocks, outputs)}
 

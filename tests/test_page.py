@@ -30,7 +30,7 @@ def _keras_maps(model_dir: Path, image: np.ndarray) -> dict[str, np.ndarray]:
     blocks = [b["name"] for b in json.loads((model_dir / "explain.json").read_text())["blocks"]]
     model = keras.saving.load_model(model_dir / "model.keras", compile=False)
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in blocks])
-    outputs = probe(image[None].astype(np.float32) / 255.0, training=False)
+    outputs = probe([image[None].astype(np.float32) / 255.0], training=False)
     return {name: np.asarray(output)[0] for name, output in zip(blocks, outputs)}
 
 

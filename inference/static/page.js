@@ -43,6 +43,8 @@ function showError(document_, status) {
   box.hidden = false;
   $("answer").hidden = true;
   $("waiting").hidden = true;
+  $("blocks").replaceChildren();
+  $("inside-note").textContent = "No feature maps: the server could not read this file as an image.";
 }
 
 async function post(path, body, type) {
