@@ -38,6 +38,7 @@ EXTRAS = {
         "sagemaker-tensorflow-training==20.4.1",
         "sagemaker-inference>=1.10.1",
         "multi-model-server>=1.1.11",
+        "selenium>=4.20",
     ],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
@@ -52,7 +53,9 @@ setup(
     packages=find_packages(include=["convlab", "convlab.*", "training", "training.*",
                                     "inference", "inference.*", "deploy", "deploy.*",
                                     "report", "report.*"]),
-    package_data={"inference": ["requirements.txt"], "training": ["requirements.txt", "studies/*.json"]},
+    package_data={"inference": ["requirements.txt", "static/*.html", "static/*.css", "static/*.js",
+                                "static/samples/*.png"],
+                  "training": ["requirements.txt", "studies/*.json"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["convlab=convlab.cli:main"]},

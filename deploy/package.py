@@ -4,7 +4,7 @@ Layout (top level of the archive):
 
     1/saved_model.pb, 1/variables/...   SavedModel in a numbered version folder
     model.onnx                          when the model_dir has it
-    labels.json, config.json, metrics.json (+ model_summary.json when present)
+    labels.json, config.json, metrics.json (+ model_summary.json, explain.json, explain.onnx when present)
     code/inference.py, code/requirements.txt (+ the modules the handler imports)
 
 `code/` sits beside the version folder, never inside it (sagemaker-python-sdk#831).
@@ -24,7 +24,7 @@ from deploy.errors import PackageError, UnsafeArchiveError
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("labels.json", "config.json", "metrics.json")
-OPTIONAL_FILES = ("model.onnx", "model_summary.json")
+OPTIONAL_FILES = ("model.onnx", "model_summary.json", "explain.json", "explain.onnx")
 REQUIRED_CODE = ("code/inference.py", "code/requirements.txt")
 VERSION_DIR = re.compile(r"^\d+$")
 

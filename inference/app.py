@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import decoders, encoders
+from . import decoders, encoders, page
 from .batching import MicroBatcher
 from .errors import BadInput, InferenceError, PayloadTooLarge
 from .overrides import Handler, load_handler
@@ -263,7 +263,8 @@ def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = Non
 
     app = Starlette(routes=[Route("/ping", ping, methods=["GET"]),
                             Route("/invocations", invocations, methods=["POST"]),
-                            Route("/execution-parameters", execution_parameters, methods=["GET"])],
+                            Route("/execution-parameters", execution_parameters, methods=["GET"]),
+                            *page.routes()],  # the try-it page: GET /, POST /explain (inference/page.py)
                     exception_handlers={HTTPException: http_error}, lifespan=lifespan)
     app.state.serving = state
     return app

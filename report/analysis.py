@@ -114,8 +114,40 @@ def count(value: float) -> str:
 
 
 def overlaps(a: SettingSummary, b: SettingSummary, key: str = "test_accuracy") -> bool:
+    """Whether the intervals mean ± 1 sample std of `a` and `b` share at least one point (touching counts)."""
     (a_low, a_high), (b_low, b_high) = a.interval(key), b.interval(key)
     return a_low <= b_high and b_low <= a_high
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    """'1.80x', '0.25x', '12.5x': how many times `denominator` `numerator` is."""
+    if denominator <= 0:
+        return "n/a"
+    value = numerator / denominator
+    return f"{value:.2f}x" if value < 10 else f"{value:,.1f}x"
+
+
+def _verdict(best: SettingSummary, other: SettingSummary) -> str:
+    gap = 100 * (best.mean("test_accuracy") - other.mean("test_accuracy"))
+    if min(best.n, other.n) < 2:
+        return (f"{best.label} vs {other.label}: {gap:.2f} points apart, but with a single seed there is no "
+                "seed-to-seed spread to compare the difference with, so these runs do not separate the two settings.")
+    if overlaps(best, other):
+        return (f"{best.label} vs {other.label}: {gap:.2f} points apart, but the intervals (mean ± 1 std over seeds) "
+                "overlap, so these runs do not separate the two settings.")
+    return (f"{best.label} vs {other.label}: {gap:.2f} points higher and the intervals (mean ± 1 std) do not "
+            "overlap: the difference is larger than the seed-to-seed spread in these runs.")
+
+
+def _cost(best: SettingSummary, other: SettingSummary) -> str:
+    line = (f"{best.label} uses {ratio(best.params, other.params)} the parameters, {ratio(best.flops, other.flops)} "
+            f"the FLOPs per image and {ratio(best.seconds_per_epoch, other.seconds_per_epoch)} the training time "
+            f"per epoch of {other.label}")
+    cheaper = (other.params <= best.params and other.flops <= best.flops
+               and (other.params, other.flops) != (best.params, best.flops))
+    if cheaper and min(best.n, other.n) >= 2 and overlaps(best, other):
+        line += f"; {other.label} is cheaper and, as far as these runs can tell, as good"
+    return line + "."
 
 
 def conclusions(study: StudySummary) -> list[str]:
@@ -124,29 +156,20 @@ def conclusions(study: StudySummary) -> list[str]:
     if len(ran) < 2:
         return ["Fewer than two settings have records, so nothing can be compared yet."]
     best = study.best()
-    lines = [f"Highest mean test accuracy: **{best.label}** ({pct_pm(best)} %, n = {best.n} seeds)."]
-    for other in sorted((s for s in ran if s is not best), key=lambda s: -s.mean("test_accuracy")):
-        gap = 100 * (best.mean("test_accuracy") - other.mean("test_accuracy"))
-        if overlaps(best, other):
-            lines.append(f"{best.label} vs {other.label}: {gap:.2f} points apart, but the intervals (mean ± 1 std "
-                         f"over seeds) overlap, so these runs do not separate the two settings.")
-        else:
-            lines.append(f"{best.label} vs {other.label}: {gap:.2f} points higher and the intervals (mean ± 1 std) "
-                         f"do not overlap: the difference is larger than the seed-to-seed spread in these runs.")
-    cheapest = min(ran, key=lambda s: (s.params, s.flops, s.label))
-    if best is not cheapest and (best.params, best.flops) != (cheapest.params, cheapest.flops):
-        line = (f"Cost: {best.label} has {count(best.params)} parameters ({best.params / max(cheapest.params, 1):.1f}x "
-                f"{cheapest.label}) and {count(best.flops)} FLOPs per image "
-                f"({best.flops / max(cheapest.flops, 1):.1f}x)")
-        if overlaps(best, cheapest):
-            line += f"; since their intervals overlap, the cheaper {cheapest.label} is as good as these runs can tell"
-        lines.append(line + ".")
+    lines = [f"Highest mean test accuracy: **{best.label}** ({pct_pm(best)} %, n = {best.n} "
+             f"seed{'s' if best.n != 1 else ''})."]
+    for other in sorted((s for s in ran if s is not best), key=lambda s: (-s.mean("test_accuracy"), s.label)):
+        lines.append(_verdict(best, other) + " " + _cost(best, other))
     fastest = min(ran, key=lambda s: (s.seconds_per_epoch, s.label))
     slowest = max(ran, key=lambda s: (s.seconds_per_epoch, s.label))
     lines.append(f"Training time per epoch ranges from {fastest.seconds_per_epoch:.2f} s ({fastest.label}) to "
                  f"{slowest.seconds_per_epoch:.2f} s ({slowest.label}) on the machine that ran them.")
-    if min(s.n for s in ran) < 3:
-        lines.append(f"Only {min(s.n for s in ran)} seed(s) per setting: the spread is a rough estimate and "
+    fewest = min(s.n for s in ran)
+    if fewest == 1:
+        lines.append("Only 1 seed for some settings: their spread cannot be estimated, so no difference "
+                     "involving them is called real.")
+    elif fewest < 3:
+        lines.append(f"Only {fewest} seeds per setting: the spread is a rough estimate and "
                      "small differences should not be read as real.")
     return lines
 
@@ -166,13 +189,18 @@ def pooled_confusion(setting: SettingSummary) -> np.ndarray:
 
 
 def top_confusions(setting: SettingSummary, classes: list[str], limit: int = 3) -> list[str]:
+    """The `limit` largest off-diagonal cells of the confusion matrix pooled over seeds (ties: the
+    earlier true class, then the earlier predicted class), as sentences."""
     matrix = pooled_confusion(setting).astype(float)
+    totals = matrix.sum(axis=1)
     np.fill_diagonal(matrix, 0)
     order = np.argsort(-matrix, axis=None, kind="stable")[:limit]
     pairs = []
     for flat in order:
         true, predicted = divmod(int(flat), matrix.shape[1])
-        if matrix[true, predicted] > 0:
-            pairs.append(f"{classes[true]} taken for {classes[predicted]} ({int(matrix[true, predicted])} times "
-                         f"over {setting.n} seeds)")
+        times = int(matrix[true, predicted])
+        if times > 0:
+            pairs.append(f"{classes[true]} taken for {classes[predicted]}: {times} test images over {setting.n} "
+                         f"seed{'s' if setting.n != 1 else ''} ({times / setting.n:.1f} per seed, "
+                         f"{100 * times / max(totals[true], 1):.1f} % of {classes[true]})")
     return pairs

@@ -22,8 +22,22 @@ class ReportError(ValueError):
     """A runs folder the report cannot be written from; the message names the folder or file."""
 
 
+ERROR_BARS = (
+    "**How to read the error bars:** a figure written 91.23 ± 0.45 and every error bar in the figures is the "
+    "mean over n seeds ± 1 sample standard deviation of those n values (n - 1 in the denominator), where n is "
+    "given beside it (seeds column, n = ... labels). It describes how much one run varies from seed to seed; "
+    "it is not a standard error or a confidence interval of the mean. Two settings whose intervals share a "
+    "point are reported as not separated by these runs. With n = 1 there is no spread: no error bar is drawn "
+    "and no difference is called real.")
+
+
 def _values(records: list[dict], key: str) -> str:
     return ", ".join(sorted({str(r["hyperparameters"].get(key, "")) for r in records}))
+
+
+def _subsets(records: list[dict]) -> str:
+    sizes = _values(records, "max_train_samples")
+    return "all training images" if sizes == "0" else f"training subsets of {sizes} images (0 = all)"
 
 
 def overview(name: str, studies: list, records: list[dict]) -> list:
@@ -43,10 +57,10 @@ def overview(name: str, studies: list, records: list[dict]) -> list:
     if reduced or min(seeds) < 3:
         blocks.append(Paragraph(
             f"**Reduced run:** {min(seeds)} seed(s) per configuration, "
-            f"{_values(records, 'epochs')} epoch(s), training subsets of "
-            f"{_values(records, 'max_train_samples')} images (0 = all). These numbers show the method working, "
+            f"{_values(records, 'epochs')} epoch(s), {_subsets(records)}. These numbers show the method working, "
             "not the accuracy the architectures reach with the full budget, and with so few seeds the ± "
             "figures are rough."))
+    blocks.append(Paragraph(ERROR_BARS))
     blocks.append(Table(["hyperparameter shared by every run", "value"], recipe))
     return blocks
 

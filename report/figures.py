@@ -16,6 +16,16 @@ def _color(index: int) -> str:
     return COLORS[index % len(COLORS)]
 
 
+def _spread(setting: SettingSummary, key: str, scale: float = 1.0):
+    """The error bar half-length: scale x sample std, or None (no bar) with a single seed."""
+    return scale * setting.std(key) if setting.n > 1 else None
+
+
+def _tick(setting: SettingSummary) -> str:
+    """A setting's axis label with the number of seeds its error bar is computed from."""
+    return f"{setting.label}\n(n={setting.n})"
+
+
 # --- baseline vs CNN ------------------------------------------------------------------------------
 
 def parameter_counts(settings: list[SettingSummary], path: Path) -> Path:
@@ -49,12 +59,12 @@ def learning_curves(settings: list[SettingSummary], path: Path) -> Path:
                 epochs = np.arange(1, len(mean) + 1)
                 split = "validation" if key.startswith("val_") else "train"
                 ax.plot(epochs, mean, style, color=_color(index), marker="o", markersize=3,
-                        label=f"{setting.label} {split}")
+                        label=f"{setting.label} {split} (n={setting.n})")
                 ax.fill_between(epochs, mean - std, mean + std, color=_color(index), alpha=0.15)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(metric)
-            ax.set_title(f"{metric} (mean over seeds, band = ±1 std)")
+            ax.set_title(f"{metric}: mean over seeds, band = ±1 sample std")
     axes[0].legend(fontsize=8)
     return save(fig, path)
 
@@ -87,32 +97,34 @@ def per_class(settings: list[SettingSummary], classes: list[str], path: Path) ->
     positions = np.arange(len(classes))
     for index, setting in enumerate(shown):
         mean, std = per_class_accuracy(setting)
-        ax.bar(positions + (index - (len(shown) - 1) / 2) * width, 100 * mean, width, yerr=100 * std,
-               capsize=2, color=_color(index), label=setting.label)
+        ax.bar(positions + (index - (len(shown) - 1) / 2) * width, 100 * mean, width,
+               yerr=100 * std if setting.n > 1 else None,
+               capsize=2, color=_color(index), label=f"{setting.label} (n={setting.n})")
     ax.set_xticks(positions, classes, rotation=30, ha="right")
     ax.set_ylabel("test accuracy of the class (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title("Per-class accuracy (mean ± std over seeds)")
-    ax.legend(loc="lower right")
+    ax.set_ylim(0, 119)
+    ax.set_title("Per-class accuracy: bar = mean over n seeds, error bar = ±1 sample std")
+    ax.legend(loc="upper right", ncol=max(len(shown), 1), fontsize=8)
     return save(fig, path)
 
 
 # --- one study ------------------------------------------------------------------------------------
 
 def study_accuracy(study: StudySummary, path: Path) -> Path:
-    """Test accuracy per setting: each seed as a dot, mean ± std as an error bar."""
+    """Test accuracy per setting: each seed as a dot, mean ± 1 sample std as an error bar (none when n = 1)."""
     shown = [s for s in study.settings if s.n]
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(shown) + 2), 3.6))
     for index, setting in enumerate(shown):
         values = 100 * setting.values("test_accuracy")
-        ax.errorbar(index, values.mean(), yerr=100 * setting.std("test_accuracy"), fmt="s", color=_color(index),
-                    capsize=6, markersize=7, label=f"{setting.label} (n={setting.n})")
+        ax.errorbar(index, values.mean(), yerr=_spread(setting, "test_accuracy", 100), fmt="s", color=_color(index),
+                    capsize=6, markersize=7)
         ax.scatter(np.full(len(values), index + 0.12), values, color=_color(index), alpha=0.5, s=14)
-    ax.set_xticks(range(len(shown)), [s.label for s in shown])
+    ax.set_xticks(range(len(shown)), [_tick(s) for s in shown])
     ax.set_xlim(-0.6, len(shown) - 0.4)
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlabel(study.factor)
-    ax.set_title(f"{study.title}: test accuracy, mean ± std over seeds")
+    ax.set_title(f"{study.title}: test accuracy; square = mean, bar = ±1 sample std over n seeds, "
+                 "dots = single seeds")
     return save(fig, path)
 
 
@@ -123,7 +135,7 @@ def study_cost(study: StudySummary, path: Path) -> Path:
     for ax, attribute, name in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per image")):
         for index, setting in enumerate(shown):
             x = getattr(setting, attribute)
-            ax.errorbar(x, 100 * setting.mean("test_accuracy"), yerr=100 * setting.std("test_accuracy"), fmt="o",
+            ax.errorbar(x, 100 * setting.mean("test_accuracy"), yerr=_spread(setting, "test_accuracy", 100), fmt="o",
                         color=_color(index), capsize=4, label=setting.label)
             ax.annotate(setting.label, (x, 100 * setting.mean("test_accuracy")), textcoords="offset points",
                         xytext=(6, 4), fontsize=8)
@@ -133,7 +145,7 @@ def study_cost(study: StudySummary, path: Path) -> Path:
         ax.set_xlim(min(values) / 1.6, max(values) * 1.6)
         ax.set_xlabel(name)
     axes[0].set_ylabel("test accuracy (%)")
-    fig.suptitle(f"{study.title}: accuracy against model size and compute")
+    fig.suptitle(f"{study.title}: test accuracy (mean ± 1 sample std over seeds) against model size and compute")
     return save(fig, path)
 
 
@@ -141,8 +153,8 @@ def study_time(study: StudySummary, path: Path) -> Path:
     shown = [s for s in study.settings if s.n]
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(shown) + 2), 3.4))
     means = [s.seconds_per_epoch for s in shown]
-    stds = [s.std("mean_seconds_per_epoch") for s in shown]
-    ax.bar([s.label for s in shown], means, yerr=stds, capsize=4, color=[_color(i) for i in range(len(shown))])
+    stds = [s.std("mean_seconds_per_epoch") if s.n > 1 else np.nan for s in shown]
+    ax.bar([_tick(s) for s in shown], means, yerr=stds, capsize=4, color=[_color(i) for i in range(len(shown))])
     ax.set_ylabel("seconds per epoch")
-    ax.set_title(f"{study.title}: training time per epoch (mean ± std over seeds)")
+    ax.set_title(f"{study.title}: training time per epoch (bar = mean, error bar = ±1 sample std over n seeds)")
     return save(fig, path)

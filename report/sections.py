@@ -69,7 +69,8 @@ def results_table(study: StudySummary) -> Table:
         ])
     return Table(["setting", study.factor, "seeds", "test acc. % (mean ± std)", "val. acc. % (mean ± std)",
                   "params", "FLOPs/image", "s/epoch", "best epoch"], rows,
-                 caption=f"{study.title}: mean ± sample std over seeds; every number from the run records.")
+                 caption=f"{study.title}: mean ± 1 sample std (n - 1 denominator) over the seeds counted in "
+                         "the seeds column; every number from the run records.")
 
 
 def _figure_name(study: StudySummary, what: str) -> str:
@@ -99,12 +100,14 @@ def study_section(study: StudySummary, folder: Path, level: int = 3) -> list:
         return blocks
     blocks += [
         Figure(str(figures.study_accuracy(study, folder / _figure_name(study, "accuracy")).relative_to(folder)),
-               f"{study.title}: test accuracy per setting; squares are the mean with ±1 std error bars, dots the "
-               "individual seeds."),
+               f"{study.title}: test accuracy per setting. Each square is the mean over the n seeds under the "
+               "setting's name, its error bar spans ±1 sample standard deviation of those n values, and the dots "
+               "are the single seeds."),
         Figure(str(figures.study_cost(study, folder / _figure_name(study, "cost")).relative_to(folder)),
-               f"{study.title}: test accuracy against parameter count and FLOPs per image (log scale)."),
+               f"{study.title}: test accuracy (mean ± 1 sample std over seeds) against parameter count and "
+               "FLOPs per image (log scale)."),
         Figure(str(figures.study_time(study, folder / _figure_name(study, "time")).relative_to(folder)),
-               f"{study.title}: seconds per training epoch (mean ± std over seeds)."),
+               f"{study.title}: seconds per training epoch (mean ± 1 sample std over the n seeds shown)."),
         Paragraph("What the numbers support:"),
         Bullets(conclusions(study)),
     ]
@@ -141,7 +144,7 @@ def baseline_section(baseline: StudySummary, classes: list[str], folder: Path) -
                    .relative_to(folder)),
                "Confusion matrices on the test set, pooled over seeds, each row normalised to 100 %."),
         Figure(str(figures.per_class(settings, classes, folder / "figures/baseline_per_class.png").relative_to(folder)),
-               "Per-class test accuracy (recall), mean ± std over seeds."),
+               "Per-class test accuracy (recall): mean over the n seeds in the legend ± 1 sample std."),
         Paragraph("Most frequent confusions:"),
         Bullets([f"{s.label}: " + ("; ".join(top_confusions(s, classes)) or "none") for s in settings]),
     ]

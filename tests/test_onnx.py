@@ -1,6 +1,7 @@
 """training/onnx_export.py: the SavedModel converted by tf2onnx gives the SavedModel's answers."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -87,3 +88,27 @@ def test_a_failed_conversion_leaves_no_model_onnx(tmp_path, caplog):
         assert export_onnx(model_dir) is None
     assert "tf2onnx failed" in caplog.text
     assert not list(model_dir.glob("model.onnx*"))
+
+
+def test_training_exports_the_conv_blocks_beside_an_unchanged_model_onnx(trained_model_dir, fashion_test_images):
+    """explain.onnx (for the try-it page) gives the conv blocks' outputs; model.onnx still has one output."""
+    import keras
+    import onnxruntime as ort
+
+    document = json.loads((trained_model_dir / "explain.json").read_text())
+    blocks = [b["name"] for b in document["blocks"]]
+    assert blocks == ["block1_pool", "block2_pool"]
+    main = ort.InferenceSession(str(trained_model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in main.get_outputs()] == ["probabilities"]
+    explain = ort.InferenceSession(str(trained_model_dir / "explain.onnx"), providers=["CPUExecutionProvider"])
+    assert sorted(o.name for o in explain.get_outputs()) == sorted(blocks)
+    images = fashion_test_images[0][:4].astype(np.float32) / 255.0
+    model = keras.saving.load_model(trained_model_dir / "model.keras", compile=False)
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in blocks])
+    for block, got, want in zip(document["blocks"], explain.run(blocks, {"images": images}),
+                                probe([images], training=False)):
+        assert list(got.shape) == [4, *block["shape"]]
+        np.testing.assert_allclose(got, np.asarray(want), atol=1e-4)
+    kernel = np.asarray(model.get_layer("block1_conv1").kernel)
+    assert document["filters"]["shape"] == list(kernel.shape)
+    np.testing.assert_allclose(document["filters"]["weights"], kernel, atol=1e-6)

@@ -42,8 +42,8 @@ def test_archive_layout_member_by_member(archive, trained_model_dir):
                 assert tar.extractfile(name).read() == path.read_bytes(), name
         for name in ("labels.json", "config.json", "metrics.json"):
             assert tar.extractfile(name).read() == (model_dir / name).read_bytes(), name
-        if (model_dir / "model.onnx").exists():
-            assert tar.extractfile("model.onnx").read() == (model_dir / "model.onnx").read_bytes()
+        for name in ("model.onnx", "explain.json", "explain.onnx"):  # what serving and its try-it page read
+            assert tar.extractfile(name).read() == (model_dir / name).read_bytes(), name
         # code/ at the top level, never inside the version folder.
         assert members["code/inference.py"].isfile() and members["code/requirements.txt"].isfile()
         assert not [n for n in members if n.startswith("1/code")]

@@ -37,42 +37,46 @@ def export_onnx(model_dir, opset: int = OPSET) -> Path | None:
     if not (saved_model / "saved_model.pb").is_file():
         raise FileNotFoundError(f"{saved_model}: no saved_model.pb; expected the SavedModel that "
                                 "training exports to <model_dir>/1 (see docs/model_dir.md)")
+    return convert_saved_model(saved_model, model_dir / "model.onnx", [OUTPUT_NAME], opset)
+
+
+def convert_saved_model(saved_model: Path, target: Path, outputs: list[str], opset: int = OPSET) -> Path | None:
+    """Convert the serving_default signature of `saved_model` to `target` (input `images`, the given
+    outputs, in any order); None with a warning when tf2onnx is missing or fails."""
     if not tf2onnx_available():
-        log.warning("tf2onnx is not installed: no model.onnx written, serving will use the SavedModel "
-                    "(pip install tf2onnx onnx to export it)")
+        log.warning("tf2onnx is not installed: no %s written, serving will use the SavedModel "
+                    "(pip install tf2onnx onnx to export it)", target.name)
         return None
-    target = model_dir / "model.onnx"
-    partial = model_dir / "model.onnx.partial"
+    partial = target.with_name(target.name + ".partial")
     command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model),
                "--signature_def", "serving_default", "--tag", "serve", "--opset", str(opset),
                "--output", str(partial)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    log.info("converting %s to ONNX (opset %d)", saved_model, opset)
+    log.info("converting %s to %s (opset %d)", saved_model, target.name, opset)
     try:
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         partial.unlink(missing_ok=True)
-        log.warning("tf2onnx did not finish in %d s: no model.onnx written", TIMEOUT_SECONDS)
+        log.warning("tf2onnx did not finish in %d s: no %s written", TIMEOUT_SECONDS, target.name)
         return None
     if result.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        log.warning("tf2onnx failed (exit %d): no model.onnx written, serving will use the SavedModel\n%s",
-                    result.returncode, tail)
+        log.warning("tf2onnx failed (exit %d): no %s written\n%s", result.returncode, target.name, tail)
         return None
-    problem = _check_names(partial)
+    problem = _check_names(partial, outputs)
     if problem:
         partial.unlink(missing_ok=True)
-        log.warning("%s: no model.onnx written", problem)
+        log.warning("%s: no %s written", problem, target.name)
         return None
     os.replace(partial, target)
     log.info("wrote %s (%d bytes)", target, target.stat().st_size)
     return target
 
 
-def _check_names(path: Path) -> str | None:
-    """The graph must take `images` and give `probabilities` (docs/model_dir.md); checked when the
+def _check_names(path: Path, outputs: list[str]) -> str | None:
+    """The graph must take `images` and give `outputs` (docs/model_dir.md); checked when the
     onnx package is installed."""
     try:
         import onnx
@@ -81,8 +85,8 @@ def _check_names(path: Path) -> str | None:
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     inputs = [i.name for i in model.graph.input]
-    outputs = [o.name for o in model.graph.output]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        return (f"{path}: converted graph has inputs {inputs} and outputs {outputs}; expected "
-                f"[{INPUT_NAME!r}] and [{OUTPUT_NAME!r}] from the serving_default signature")
+    found = [o.name for o in model.graph.output]
+    if inputs != [INPUT_NAME] or sorted(found) != sorted(outputs):
+        return (f"{path}: converted graph has inputs {inputs} and outputs {found}; expected "
+                f"[{INPUT_NAME!r}] and {outputs} from the serving_default signature")
     return None

@@ -270,6 +270,9 @@ def _write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics
             from .onnx_export import export_onnx
 
             export_onnx(staging)
+        from .explain_export import export_explain
+
+        export_explain(model, staging, onnx=params.export_onnx)
         for entry in staging.iterdir():
             target = model_dir / entry.name
             if target.is_dir():
