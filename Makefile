@@ -1,29 +1,39 @@
 # The README's two commands: `make demo` runs the lab end to end, `make test` runs the tests.
-# Both set everything up first: the virtual environment, every package, and Fashion-MNIST.
+# Both set everything up first: the virtual environment, every package (at the versions in
+# constraints.txt), and Fashion-MNIST. `make test` also sets up the machine's parts the tests use:
+# a Docker engine with docker-compose, and Chromium (scripts/setup_machine.sh; as root with apt it
+# installs and starts them, elsewhere the tests that need them skip with one line each).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.convlab-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install data lint bench study clean
+.PHONY: demo test install data machine lint bench study clean images
 
 demo: install data
 	$(PY) -m convlab demo
 
-test: install data
+test: install machine data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
 
-$(STAMP): setup.py
+$(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[all]"
 	touch $(STAMP)
 
 data:
 	sh scripts/get_fashion_mnist.sh $(PY)
+
+machine:
+	bash scripts/setup_machine.sh
+
+images: machine
+	bash scripts/docker_build.sh
+	bash scripts/docker_build.sh --serve-only
 
 lint: install
 	$(VENV)/bin/hadolint Dockerfile
