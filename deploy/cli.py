@@ -116,7 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transform", help="batch transform of an S3 prefix or folder of images")
     p.add_argument("--input", required=True, help="s3:// prefix or local folder of inputs")
     p.add_argument("--output", required=True, help="s3:// prefix or local folder for <key>.out")
-    p.add_argument("--local", action="store_true", help="run the handler in this process (no SageMaker)")
+    p.add_argument("--local", action="store_true", help="no SageMaker: run the handler in this process, or "
+                   "send the requests to --endpoint-url")
+    p.add_argument("--endpoint-url", help="with --local: a running model server (http://HOST:PORT) to send the "
+                   "requests to, as SageMaker drives a transform container")
+    p.add_argument("--split-type", choices=["None", "Line"], default="None",
+                   help="None: one object is one request; Line: one record per line (CSV, JSON Lines)")
+    p.add_argument("--batch-strategy", choices=["SingleRecord", "MultiRecord"],
+                   help="with --split-type Line: one record per request, or as many as fit in --max-payload-mb "
+                        "(default: the server's /execution-parameters, else MultiRecord)")
+    p.add_argument("--assemble-with", choices=["None", "Line"], default="None",
+                   help="None: concatenate an object's responses; Line: a newline after each")
+    p.add_argument("--max-payload-mb", type=float, help="largest request body (default: /execution-parameters, else 6)")
+    p.add_argument("--max-concurrent-transforms", type=int,
+                   help="requests in flight to --endpoint-url (default: /execution-parameters, else 1)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model-dir", type=Path, help="model_dir or extracted model.tar.gz (--local)")
     src.add_argument("--archive", type=Path, help="model.tar.gz (--local)")
@@ -238,19 +251,31 @@ def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
             instance_type=args.instance_type, timeout_s=args.timeout, poll_s=args.poll, created=[],
             timeout_flag="--timeout")
     from deploy.package import extract_archive
-    from deploy.transform import Handler, run_transform
-    if not (args.model_dir or args.archive):
-        raise DeployError("transform --local needs --model-dir or --archive")
-    model_dir = args.model_dir or extract_archive(args.archive, Path("work/deploy") / "transform-model",
-                                                       clean=True)
+    from deploy.transform import Endpoint, Handler, TransformOptions, run_transform
+    options = TransformOptions(split_type=args.split_type, batch_strategy=args.batch_strategy,
+                               assemble_with=args.assemble_with, max_payload_mb=args.max_payload_mb,
+                               max_concurrent_transforms=args.max_concurrent_transforms,
+                               content_type=args.content_type, accept=args.accept)
+    if args.endpoint_url:
+        handler = Endpoint(args.endpoint_url)
+    elif args.model_dir or args.archive:
+        model_dir = args.model_dir or extract_archive(args.archive, Path("work/deploy") / "transform-model",
+                                                           clean=True)
+        handler = Handler(model_dir, accept=args.accept)
+    else:
+        raise DeployError("transform --local needs --model-dir, --archive or --endpoint-url")
     s3 = aws.client("s3", args.region, max_pool=max(10, args.workers * 2))
-    summary = run_transform(open_store(args.input, s3), open_store(args.output, s3),
-                            Handler(model_dir, accept=args.accept), content_type=args.content_type,
-                            batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress)
+    summary = run_transform(open_store(args.input, s3), open_store(args.output, s3), handler,
+                            batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
+                            options=options)
     data = summary.as_dict()
     if args.summary:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(data, indent=2))
+    if summary.failed:
+        print(json.dumps(data, indent=2, default=str))
+        raise DeployError(f"{summary.failed} of {summary.inputs} objects failed ({summary.written} written, "
+                          f"{summary.skipped} skipped); the summary lists each failure")
     return data
 
 

@@ -4,6 +4,10 @@ GET /execution-parameters.
 /ping answers 503 while the model loads (in the background, so the port is open at once) and 200
 once it is ready. A request's mistakes are answered 4xx with a JSON body naming the problem
 (415 content type, 413 payload, 406 Accept, 400 input); only the server's own faults are 5xx.
+Each request's context (context.py) carries its X-Amzn-SageMaker-Custom-Attributes to the handler;
+custom attributes the handler sets go back as that response header. Predictions run on model
+threads (model_threads.py): a prediction past the timeout is answered 504 and does not hold up
+the requests after it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ import logging
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -27,7 +30,9 @@ from starlette.routing import Route
 
 from . import decoders, encoders, page
 from .batching import MicroBatcher
+from .context import CUSTOM_ATTRIBUTES, RequestContext
 from .errors import BadInput, InferenceError, PayloadTooLarge
+from .model_threads import ModelThreads
 from .overrides import Handler, load_handler
 
 log = logging.getLogger("convlab.serve")
@@ -49,6 +54,13 @@ class ServeSettings:
     max_batch: int = 64
     batch_wait_ms: float = 2.0
     backend: str = "auto"
+    model_threads: int = 4
+    stall_ms: float = 100.0
+    # Set by SageMaker in a batch transform container (SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY,
+    # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS); /execution-parameters reflects them.
+    batch: bool = False
+    batch_strategy: str = "MULTI_RECORD"
+    max_concurrent_transforms: int | None = None
 
     @property
     def max_payload_bytes(self) -> int:
@@ -78,7 +90,7 @@ class ServingState:
         self.model = None
         self.ready = False
         self.started = time.perf_counter()
-        self.executor: ThreadPoolExecutor | None = None
+        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000, settings.timeout)
         self.batcher: MicroBatcher | None = None
 
     def expected_shape(self):
@@ -88,13 +100,13 @@ class ServingState:
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.model = await loop.run_in_executor(self.executor, self.handler.model_fn, self.settings.model_dir)
+            self.model = await loop.run_in_executor(None, self.handler.model_fn, self.settings.model_dir)
         except Exception:
             log.exception("model_fn failed to load %s; the server stops", self.settings.model_dir)
             self.on_fatal()
             return
         if self.handler.all_convlab:
-            await loop.run_in_executor(self.executor, self._warm_up)
+            await loop.run_in_executor(None, self._warm_up)
         self.ready = True
         log.info("model ready after %.2f s (%s)", time.perf_counter() - self.started,
                  getattr(self.model, "info", {}).get("backend", "user model_fn"))
@@ -107,8 +119,9 @@ class ServingState:
 
         buffer = io.BytesIO()
         Image.new("L", (2, 2)).save(buffer, "PNG")
-        data = self.handler.input_fn(buffer.getvalue(), "image/png")
-        self.handler.output_fn(self.handler.predict_fn(data, self.model), "application/json")
+        context = RequestContext("image/png", "application/json", model=self.model)
+        data = self.handler.run_input(buffer.getvalue(), "image/png", context)
+        self.handler.run_output(self.handler.run_predict(data, self.model), "application/json", context)
 
     def predict_batch(self, batch: np.ndarray):
         return self.handler.predict_fn(batch, self.model)
@@ -141,12 +154,45 @@ async def _drain(request: Request, budget: int) -> None:
             break
 
 
+async def decode_body(handler: Handler, body: bytes, context: RequestContext):
+    """input_fn, off the event loop for large bodies; an untyped failure becomes a 400."""
+    try:
+        if len(body) > THREAD_DECODE_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, handler.run_input, body, context.request_content_type, context)
+        return handler.run_input(body, context.request_content_type, context)
+    except Exception as exc:
+        if error_status(exc) is not None:
+            raise
+        raise BadInput(f"input_fn could not decode the {context.request_content_type or 'untyped'} body: "
+                       f"{type(exc).__name__}: {exc}") from exc
+
+
+def predict(state: "ServingState", data, context: RequestContext):
+    """An awaitable prediction: through the micro-batcher when predict_fn is row-wise and the batch
+    has the model's input shape, else one call of its own on a model thread."""
+    handler = state.handler
+    if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
+            and data.shape[1:] == state.expected_shape()):
+        return state.batcher.submit(data)
+    return state.threads.run(handler.run_predict, data, state.model, context)
+
+
+def answer_headers(context: RequestContext) -> dict | None:
+    try:
+        return context.answer_headers() or None
+    except ValueError as exc:
+        log.warning("the handler's response custom attributes are dropped: %s", exc)
+        return None
+
+
 async def invocations(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     started = time.perf_counter()
     status, images, size = 500, 0, 0
-    content_type = request.headers.get("content-type")
-    accept = request.headers.get("accept")
+    headers = request.headers
+    context = RequestContext(headers.get("content-type"), headers.get("accept"), headers.get(CUSTOM_ATTRIBUTES),
+                             request_headers=headers)
     batcher = state.batcher
     batcher.arriving += 1
     arriving = True
@@ -156,41 +202,27 @@ async def invocations(request: Request) -> Response:
             return json_response({"error": "service unavailable", "status": 503,
                                   "message": "the model is still loading; retry when GET /ping answers 200"}, 503)
         handler = state.handler
+        context.model = state.model
         if handler.builtin_input:
-            decoders.check_content_type(content_type)
+            decoders.check_content_type(context.request_content_type)
         body = await read_body(request, state.settings.max_payload_bytes)
-        size = len(body)
+        size = context.content_length = len(body)
         if handler.builtin_output:
-            encoders.choose_accept(accept)
-        try:
-            if size > THREAD_DECODE_BYTES:
-                data = await asyncio.get_running_loop().run_in_executor(None, handler.input_fn, body, content_type)
-            else:
-                data = handler.input_fn(body, content_type)
-        except Exception as exc:
-            if error_status(exc) is not None:
-                raise
-            raise BadInput(f"input_fn could not decode the {content_type or 'untyped'} body: "
-                           f"{type(exc).__name__}: {exc}") from exc
+            encoders.choose_accept(context.accept_header)
+        data = await decode_body(handler, body, context)
         batcher.arriving -= 1
         arriving = False
         images = len(data) if isinstance(data, np.ndarray) and data.ndim else 0
-        batchable = (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
-                     and data.shape[1:] == state.expected_shape())
-        if batchable:
-            waiting = batcher.submit(data)
-        else:
-            waiting = asyncio.get_running_loop().run_in_executor(state.executor, handler.predict_fn, data, state.model)
         try:
-            prediction = await asyncio.wait_for(waiting, state.settings.timeout)
+            prediction = await asyncio.wait_for(predict(state, data, context), state.settings.timeout)
         except asyncio.TimeoutError:
             status = 504
             return json_response({"error": "gateway timeout", "status": 504, "message":
                                   f"the prediction took over {state.settings.timeout:g} s "
                                   "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
-        payload, media = handler.output_fn(prediction, accept)
+        payload, media = handler.run_output(prediction, context.accept_header, context)
         status = 200
-        return Response(payload, media_type=media)
+        return Response(payload, media_type=media, headers=answer_headers(context))
     except ClientDisconnect:
         status = 499  # logged only: nobody is left to answer
         return Response(status_code=400)
@@ -201,13 +233,12 @@ async def invocations(request: Request) -> Response:
             log.exception("POST /invocations failed")
             return json_response({"error": "internal error", "status": 500,
                                   "message": f"{type(exc).__name__}: {exc}"}, 500)
-        document = exc.to_dict()
-        return json_response(document, status)
+        return json_response(exc.to_dict(), status)
     finally:
         if arriving:
             batcher.arriving -= 1
-        access_log.info("POST /invocations %d %s images=%d bytes=%d %.2fms", status, content_type or "-",
-                        images, size, (time.perf_counter() - started) * 1000)
+        access_log.info("POST /invocations %d %s images=%d bytes=%d %.2fms", status,
+                        context.request_content_type or "-", images, size, (time.perf_counter() - started) * 1000)
 
 
 async def ping(request: Request) -> Response:
@@ -215,13 +246,17 @@ async def ping(request: Request) -> Response:
     if state.ready:
         batcher = state.batcher
         return json_response({"status": "ready", "model": getattr(state.model, "info", {}),
-                              "batched_model_calls": batcher.calls, "batched_images": batcher.images}, 200)
+                              "batched_model_calls": batcher.calls, "batched_images": batcher.images,
+                              "abandoned_model_calls": state.threads.abandoned}, 200)
     return json_response({"status": "loading"}, 503)
 
 
 async def execution_parameters(request: Request) -> Response:
+    """What batch transform should send: SAGEMAKER_MAX_CONCURRENT_TRANSFORMS (else the worker count),
+    SAGEMAKER_BATCH_STRATEGY (else MULTI_RECORD), and the payload limit in whole MB."""
     settings: ServeSettings = request.app.state.serving.settings
-    return json_response({"MaxConcurrentTransforms": max(1, settings.workers), "BatchStrategy": "MULTI_RECORD",
+    concurrent = settings.max_concurrent_transforms or max(1, settings.workers)
+    return json_response({"MaxConcurrentTransforms": concurrent, "BatchStrategy": settings.batch_strategy,
                           "MaxPayloadInMB": max(1, int(settings.max_payload_mb))}, 200)
 
 
@@ -243,8 +278,7 @@ def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        state.batcher = MicroBatcher(state.predict_batch, state.executor, settings.max_batch,
+        state.batcher = MicroBatcher(state.predict_batch, state.threads, settings.max_batch,
                                      settings.batch_wait_ms / 1000)
         state.batcher.start()
         loading = None
@@ -258,7 +292,7 @@ def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = Non
             if loading:
                 loading.cancel()
             await state.batcher.stop()
-            state.executor.shutdown(wait=False)
+            state.threads.stop()
             log.info("stopped after %d model calls for %d images", state.batcher.calls, state.batcher.images)
 
     app = Starlette(routes=[Route("/ping", ping, methods=["GET"]),

@@ -19,9 +19,11 @@ PNG = "image/png"
 JPEG = "image/jpeg"
 X_IMAGE = "application/x-image"
 JSON = "application/json"
+JSONLINES = "application/jsonlines"
 NPY = "application/x-npy"
 CSV = "text/csv"
-ALIASES = {"image/jpg": JPEG, "application/npy": NPY}
+ALIASES = {"image/jpg": JPEG, "application/npy": NPY, "application/jsonl": JSONLINES,
+           "application/x-jsonlines": JSONLINES, "application/json-lines": JSONLINES}
 
 
 def media_type(header: str | None) -> str:
@@ -81,6 +83,38 @@ def decode_json(body: bytes, prep: Preprocessing) -> np.ndarray:
         document = json.loads(_text(body, JSON))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{JSON}: not valid JSON ({exc})") from None
+    return _json_document(document, prep)
+
+
+def decode_jsonlines_records(body: bytes, prep: Preprocessing) -> tuple[np.ndarray, list[int]]:
+    """One JSON record per line ({"image": b64}, {"instances": [...]}, or a pixel list); blank
+    lines are skipped. Returns the batch and the number of images each record gave."""
+    arrays, sizes = [], []
+    for number, line in enumerate(_text(body, JSONLINES).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{JSONLINES}: line {number} is not valid JSON ({exc}); expected one JSON "
+                           "record per line") from None
+        try:
+            array = _json_document(document if not isinstance(document, list) else {"instances": [document]}, prep)
+        except BadInput as exc:
+            raise BadInput(f"{JSONLINES} line {number}: {exc.message}") from None
+        arrays.append(array)
+        sizes.append(len(array))
+    if not arrays:
+        raise BadInput(f"{JSONLINES}: the body holds no records; expected one JSON record per line")
+    prep.check_batch_size(sum(sizes), f"{JSONLINES} records")
+    return (arrays[0] if len(arrays) == 1 else np.concatenate(arrays)), sizes
+
+
+def decode_jsonlines(body: bytes, prep: Preprocessing) -> np.ndarray:
+    return decode_jsonlines_records(body, prep)[0]
+
+
+def _json_document(document, prep: Preprocessing) -> np.ndarray:
     if isinstance(document, dict):
         if "instances" in document:
             instances = document["instances"]
@@ -157,6 +191,7 @@ DECODERS = {
     JPEG: decode_jpeg,
     X_IMAGE: decode_any_image,
     JSON: decode_json,
+    JSONLINES: decode_jsonlines,
     NPY: decode_npy,
     CSV: decode_csv,
 }
@@ -178,3 +213,11 @@ def decode(body: bytes, content_type: str | None, prep: Preprocessing) -> np.nda
     if not body:
         raise BadInput(f"{kind}: the request body is empty")
     return decoder(body, prep)
+
+
+def decode_records(body: bytes, content_type: str | None, prep: Preprocessing) -> tuple[np.ndarray, list[int] | None]:
+    """decode(), plus the images per input record for JSON Lines bodies (None otherwise: then
+    every image is a record)."""
+    if check_content_type(content_type) == JSONLINES and body:
+        return decode_jsonlines_records(body, prep)
+    return decode(body, content_type, prep), None

@@ -14,10 +14,13 @@ import numpy as np
 from .errors import UnsupportedAccept
 
 JSON = "application/json"
+JSONLINES = "application/jsonlines"
 NPY = "application/x-npy"
 CSV = "text/csv"
 DEFAULT_ACCEPT = JSON
 _WILDCARDS = {"*/*": DEFAULT_ACCEPT, "application/*": JSON, "text/*": CSV}
+_ALIASES = {"application/jsonl": JSONLINES, "application/x-jsonlines": JSONLINES,
+            "application/json-lines": JSONLINES}
 
 
 def choose_accept(accept: str | None) -> str:
@@ -38,7 +41,7 @@ def choose_accept(accept: str | None) -> str:
         if media and quality > 0:
             choices.append((-quality, position, media))
     for _, _, media in sorted(choices):
-        media = _WILDCARDS.get(media, media)
+        media = _WILDCARDS.get(media, _ALIASES.get(media, media))
         if media in ENCODERS:
             return media
     raise UnsupportedAccept(f"Accept {accept!r}: can answer with {', '.join(ENCODERS)}")
@@ -59,23 +62,38 @@ def as_prediction(prediction) -> tuple[np.ndarray, list[str]]:
     return probabilities, classes
 
 
-def encode_json(prediction) -> bytes:
+def _rows(prediction) -> list[dict]:
     probabilities, classes = as_prediction(prediction)
     indices = probabilities.argmax(axis=1).tolist()
     rows = probabilities.tolist()
-    predictions = [{"label": classes[index], "class_index": index,
-                    "probabilities": dict(zip(classes, row))} for index, row in zip(indices, rows)]
-    return json.dumps({"predictions": predictions}).encode("utf-8")
+    return [{"label": classes[index], "class_index": index,
+             "probabilities": dict(zip(classes, row))} for index, row in zip(indices, rows)]
 
 
-def encode_npy(prediction) -> bytes:
+def encode_json(prediction, record_sizes=None) -> bytes:
+    return json.dumps({"predictions": _rows(prediction)}).encode("utf-8")
+
+
+def encode_jsonlines(prediction, record_sizes=None) -> bytes:
+    """One line per input record, each the JSON answer for that record alone
+    ({"predictions": [...]}); without record sizes every image is a record."""
+    rows = _rows(prediction)
+    sizes = list(record_sizes) if record_sizes and sum(record_sizes) == len(rows) else [1] * len(rows)
+    lines, start = [], 0
+    for size in sizes:
+        lines.append(json.dumps({"predictions": rows[start:start + size]}))
+        start += size
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def encode_npy(prediction, record_sizes=None) -> bytes:
     probabilities, _ = as_prediction(prediction)
     buffer = io.BytesIO()
     np.save(buffer, probabilities, allow_pickle=False)
     return buffer.getvalue()
 
 
-def encode_csv(prediction) -> bytes:
+def encode_csv(prediction, record_sizes=None) -> bytes:
     """One row per image: label, class index, then the probability of each class in class order."""
     probabilities, classes = as_prediction(prediction)
     buffer = io.StringIO()
@@ -85,9 +103,10 @@ def encode_csv(prediction) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-ENCODERS = {JSON: encode_json, NPY: encode_npy, CSV: encode_csv}
+ENCODERS = {JSON: encode_json, JSONLINES: encode_jsonlines, NPY: encode_npy, CSV: encode_csv}
 
 
-def encode(prediction, accept: str | None) -> tuple[bytes, str]:
+def encode(prediction, accept: str | None, record_sizes: list[int] | None = None) -> tuple[bytes, str]:
+    """The body and media type for the Accept header; JSON Lines answers one line per record."""
     media = choose_accept(accept)
-    return ENCODERS[media](prediction), media
+    return ENCODERS[media](prediction, record_sizes), media

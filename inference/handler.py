@@ -4,8 +4,17 @@ Imported as `inference.handler` from the installed package, or copied into model
 `code/inference.py` with its modules beside it in `code/convlab_inference/` (see code_bundle.py).
 input_handler/output_handler make the same archive work in AWS's TensorFlow Serving container.
 
-Content types in: image/png, image/jpeg, application/x-image, application/json, application/x-npy,
-text/csv. Accept: application/json (default), application/x-npy, text/csv.
+Content types in: image/png, image/jpeg, application/x-image, application/json,
+application/jsonlines, application/x-npy, text/csv. Accept: application/json (default),
+application/jsonlines (one line per input record), application/x-npy, text/csv.
+
+The preprocessing and classes belong to the model model_fn returns. input_fn has no model
+argument in the toolkit contract: it finds the model in the request context (an optional `context`
+argument, or the context of the handler call running); without one, it uses the preprocessing of
+the models loaded in this process when they all agree (and refuses to guess when they differ),
+else the model_dir's metadata.
+Custom attributes (X-Amzn-SageMaker-Custom-Attributes, `key=value` pairs): `trace_id=<value>` is
+answered back in the response header; other attributes are ignored.
 """
 from __future__ import annotations
 
@@ -16,21 +25,27 @@ from pathlib import Path
 
 if __package__:
     from . import backends, decoders, encoders
+    from .context import current, parse_custom_attributes
     from .errors import BadInput, InferenceError, ModelLoadError
 else:  # code/inference.py in a model archive: the modules ship as code/convlab_inference/
     _CODE_DIR = os.path.dirname(os.path.abspath(__file__))
     if _CODE_DIR not in sys.path:
         sys.path.append(_CODE_DIR)  # last: never shadow an installed package
     from convlab_inference import backends, decoders, encoders
+    from convlab_inference.context import current, parse_custom_attributes
     from convlab_inference.errors import BadInput, InferenceError, ModelLoadError
 
 # Marks this module as convlab's handler, wherever it was copied.
 CONVLAB_HANDLER = True
 MODEL_DIR_ENV = "CONVLAB_MODEL_DIR"
 
-# input_fn has no model argument in the toolkit contract, so the preprocessing and classes of the
-# model that model_fn loaded last are kept here (one model per serving process).
-_metadata: dict = {}
+ECHOED_ATTRIBUTES = ("trace_id",)  # custom attributes answered back as they came
+
+# For input_fn calls that come without a model in their context (scripts calling input_fn
+# directly, the TensorFlow Serving container's handlers): model_dir -> preprocessing of the models
+# model_fn loaded, and model_dir -> (classes, preprocessing) read from disk.
+_loaded: dict = {}
+_metadata_by_dir: dict = {}
 
 
 def default_model_dir() -> Path:
@@ -44,35 +59,64 @@ def default_model_dir() -> Path:
     return Path(os.environ.get("CONVLAB_OPT_ML", "/opt/ml")) / "model"
 
 
-def _model_metadata():
-    if not _metadata:
-        model_dir = default_model_dir()
+def _directory_metadata():
+    model_dir = default_model_dir().resolve()
+    if model_dir not in _metadata_by_dir:
         classes, preprocessing = backends.read_model_metadata(model_dir)
-        _metadata.update(classes=classes, preprocessing=preprocessing, model_dir=model_dir)
-    return _metadata
+        _metadata_by_dir[model_dir] = (tuple(classes), preprocessing)
+    return _metadata_by_dir[model_dir]
+
+
+def _context(context):
+    return context if context is not None else current()
+
+
+def _preprocessing(context):
+    model = getattr(_context(context), "model", None)
+    preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is not None:
+        return preprocessing
+    return _process_metadata()[1]
+
+
+def _process_metadata():
+    """(classes, preprocessing) of the models loaded in this process, when they all agree; else
+    those of the default model_dir."""
+    loaded = set(_loaded.values())
+    if len(loaded) > 1:
+        shapes = ", ".join(f"{path}: {list(prep.shape)} {len(classes)} classes"
+                           for path, (classes, prep) in _loaded.items())
+        raise RuntimeError(f"a handler function was called without a context while different models are "
+                           f"loaded ({shapes}); pass context=RequestContext(model=...)")
+    return loaded.pop() if loaded else _directory_metadata()
 
 
 def model_fn(model_dir):
     """Load a model_dir: ONNX Runtime on model.onnx when possible, else the SavedModel signature.
-    $CONVLAB_BACKEND (auto | onnx | savedmodel) forces one."""
+    $CONVLAB_BACKEND (auto | onnx | savedmodel) forces one. The model keeps its own classes and
+    preprocessing."""
     model = backends.load_model(model_dir)
-    _metadata.update(classes=model.classes, preprocessing=model.preprocessing, model_dir=model.model_dir)
+    _loaded[str(Path(model_dir).resolve())] = (tuple(model.classes), model.preprocessing)
     return model
 
 
-def input_fn(body, content_type):
-    """Request body -> float32 [N, H, W, C], converted and scaled as in training."""
+def input_fn(body, content_type, context=None):
+    """Request body -> float32 [N, H, W, C], converted and scaled as the model was trained."""
     if isinstance(body, str):
         body = body.encode("utf-8")
     elif isinstance(body, (bytearray, memoryview)):
         body = bytes(body)
-    return decoders.decode(body, content_type, _model_metadata()["preprocessing"])
+    context = _context(context)
+    batch, record_sizes = decoders.decode_records(body, content_type, _preprocessing(context))
+    if context is not None:
+        context.record_sizes = record_sizes
+    return batch
 
 
 def predict_fn(data, model):
     """A batch in, {"probabilities": [N, classes], "classes": [...]} out."""
     probabilities = model.predict(data)
-    classes = getattr(model, "classes", None) or _model_metadata()["classes"]
+    classes = getattr(model, "classes", None) or list(_process_metadata()[0])
     return {"probabilities": probabilities, "classes": classes}
 
 
@@ -80,9 +124,15 @@ def predict_fn(data, model):
 predict_fn.row_wise = True
 
 
-def output_fn(prediction, accept):
+def output_fn(prediction, accept, context=None):
     """(body bytes, content type) for the Accept header; UnsupportedAccept (406) otherwise."""
-    return encoders.encode(prediction, accept)
+    context = _context(context)
+    if context is not None:
+        attributes = parse_custom_attributes(getattr(context, "custom_attributes", None))
+        echoed = [f"{key}={attributes[key]}" for key in ECHOED_ATTRIBUTES if key in attributes]
+        if echoed and hasattr(context, "response_custom_attributes"):
+            context.response_custom_attributes = ",".join(echoed)
+    return encoders.encode(prediction, accept, getattr(context, "record_sizes", None))
 
 
 # AWS's TensorFlow Serving container: input_handler(data, context) gets the request stream and a
@@ -119,7 +169,7 @@ def output_handler(response, context):
     if probabilities is None:
         keys = sorted(document) if isinstance(document, dict) else type(document).__name__
         raise ValueError(f"TensorFlow Serving answer has no predictions or outputs: {keys}")
-    prediction = {"probabilities": probabilities, "classes": _model_metadata()["classes"]}
+    prediction = {"probabilities": probabilities, "classes": list(_process_metadata()[0])}
     return output_fn(prediction, getattr(context, "accept_header", None))
 
 

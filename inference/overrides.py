@@ -2,7 +2,10 @@
 <model_dir>/code/inference.py when that module defines it (the inference toolkit's rule).
 
 A user module that fails to import stops the server at start with its traceback: there is no
-silent fallback to the defaults.
+silent fallback to the defaults. input_fn, predict_fn and output_fn may take the request context
+(context.py) as a trailing argument or a `context` keyword; the 4-function contract works as is.
+The server and the local batch transform both run the handler through this module, so they
+answer alike.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import context as request_context
 from . import handler as builtin
 
 log = logging.getLogger("convlab.serve")
@@ -33,6 +37,21 @@ class Handler:
     output_fn: Callable
     sources: dict = field(default_factory=dict)
     convlab_copy: bool = False  # code/inference.py is convlab's own handler (code_bundle.py)
+    context_modes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.context_modes = {"input_fn": request_context.context_mode(self.input_fn, 2),
+                              "predict_fn": request_context.context_mode(self.predict_fn, 2),
+                              "output_fn": request_context.context_mode(self.output_fn, 2)}
+
+    def run_input(self, body, content_type, context=None):
+        return request_context.call(self.input_fn, (body, content_type), context, self.context_modes["input_fn"])
+
+    def run_predict(self, data, model, context=None):
+        return request_context.call(self.predict_fn, (data, model), context, self.context_modes["predict_fn"])
+
+    def run_output(self, prediction, accept, context=None):
+        return request_context.call(self.output_fn, (prediction, accept), context, self.context_modes["output_fn"])
 
     @property
     def builtin_input(self) -> bool:
@@ -52,7 +71,7 @@ class Handler:
     def row_wise(self) -> bool:
         """True when predict_fn declares that each output row depends on its input row only, so
         requests may be batched together on the way to the model."""
-        return bool(getattr(self.predict_fn, "row_wise", False))
+        return bool(getattr(self.predict_fn, "row_wise", False)) and self.context_modes["predict_fn"] is None
 
 
 def user_module_path(model_dir) -> Path:

@@ -5,10 +5,15 @@
     serve                                  (in the container: model from /opt/ml/model)
 
 Settings come from flags, else the SageMaker variables: SAGEMAKER_BIND_TO_PORT (8080),
-SAGEMAKER_MODEL_SERVER_WORKERS (1), SAGEMAKER_MODEL_SERVER_TIMEOUT (60 s); and convlab's:
-CONVLAB_OPT_ML (root replacing /opt/ml), CONVLAB_MAX_PAYLOAD_MB (6), CONVLAB_BACKEND (auto),
-CONVLAB_MAX_BATCH (64), CONVLAB_BATCH_WAIT_MS (2). SIGTERM stops accepting connections, finishes
-the requests in flight, and exits 0.
+SAGEMAKER_MODEL_SERVER_WORKERS (1), SAGEMAKER_MODEL_SERVER_TIMEOUT (60 s), and those SageMaker sets
+in a batch transform container: SAGEMAKER_BATCH (true there), SAGEMAKER_MAX_PAYLOAD_IN_MB (the
+payload limit; 0 means SageMaker's largest, 100), SAGEMAKER_BATCH_STRATEGY (SINGLE_RECORD |
+MULTI_RECORD), SAGEMAKER_MAX_CONCURRENT_TRANSFORMS; GET /execution-parameters reflects the last
+three. Then convlab's: CONVLAB_OPT_ML (root replacing /opt/ml), CONVLAB_MAX_PAYLOAD_MB (6),
+CONVLAB_BACKEND (auto), CONVLAB_MAX_BATCH (64), CONVLAB_BATCH_WAIT_MS (2), CONVLAB_MODEL_THREADS
+(4: predictions running at once at most), CONVLAB_STALL_MS (100: a model call running longer lets
+the next call start on another thread). SIGTERM stops accepting connections, finishes the requests
+in flight, and exits 0.
 """
 from __future__ import annotations
 
@@ -35,6 +40,40 @@ def _env(name: str, default, kind=str):
         raise SystemExit(f"serve: environment variable {name}={value!r} is not a valid {kind.__name__}") from None
 
 
+BATCH_STRATEGIES = {"SINGLE_RECORD": "SINGLE_RECORD", "SINGLERECORD": "SINGLE_RECORD",
+                    "MULTI_RECORD": "MULTI_RECORD", "MULTIRECORD": "MULTI_RECORD"}
+LARGEST_PAYLOAD_MB = 100.0  # SageMaker's largest MaxPayloadInMB
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise SystemExit(f"serve: environment variable {name}={value!r}: expected true or false")
+
+
+def _batch_strategy() -> str:
+    value = os.environ.get("SAGEMAKER_BATCH_STRATEGY", "").strip()
+    if not value:
+        return "MULTI_RECORD"
+    strategy = BATCH_STRATEGIES.get(value.upper().replace("-", "_"))
+    if strategy is None:
+        raise SystemExit(f"serve: environment variable SAGEMAKER_BATCH_STRATEGY={value!r}: expected "
+                         "SINGLE_RECORD or MULTI_RECORD")
+    return strategy
+
+
+def _payload_mb(flag: float | None) -> float:
+    if flag:
+        return flag
+    sagemaker = _env("SAGEMAKER_MAX_PAYLOAD_IN_MB", None, float)
+    if sagemaker is not None:
+        return sagemaker if sagemaker > 0 else LARGEST_PAYLOAD_MB
+    return _env("CONVLAB_MAX_PAYLOAD_MB", 6.0, float)
+
+
 def default_model_dir() -> str:
     return str(Path(os.environ.get("CONVLAB_OPT_ML", "/opt/ml")) / "model")
 
@@ -53,7 +92,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "serve", default_host:
     parser.add_argument("--workers", type=int, default=None, help="default: SAGEMAKER_MODEL_SERVER_WORKERS or 1")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per prediction (default: "
                         "SAGEMAKER_MODEL_SERVER_TIMEOUT or 60)")
-    parser.add_argument("--max-payload-mb", type=float, default=None, help="default: CONVLAB_MAX_PAYLOAD_MB or 6")
+    parser.add_argument("--max-payload-mb", type=float, default=None, help="default: SAGEMAKER_MAX_PAYLOAD_IN_MB, "
+                        "else CONVLAB_MAX_PAYLOAD_MB, else 6")
     parser.add_argument("--backend", choices=BACKENDS, default=None, help="default: CONVLAB_BACKEND or auto "
                         "(ONNX Runtime when model.onnx exists and onnxruntime imports, else the SavedModel)")
     parser.add_argument("--max-batch", type=int, default=None, help="images per model call (default 64)")
@@ -66,14 +106,20 @@ def parse_args(argv: list[str] | None = None, prog: str = "serve", default_host:
         port=args.port if args.port is not None else _env("SAGEMAKER_BIND_TO_PORT", 8080, int),
         workers=args.workers or _env("SAGEMAKER_MODEL_SERVER_WORKERS", 1, int),
         timeout=args.timeout or _env("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, float),
-        max_payload_mb=args.max_payload_mb or _env("CONVLAB_MAX_PAYLOAD_MB", 6.0, float),
+        max_payload_mb=_payload_mb(args.max_payload_mb),
         max_batch=args.max_batch or _env("CONVLAB_MAX_BATCH", 64, int),
         batch_wait_ms=args.batch_wait_ms if args.batch_wait_ms is not None else _env("CONVLAB_BATCH_WAIT_MS", 2.0, float),
         backend=(args.backend or _env("CONVLAB_BACKEND", "auto")).lower(),
+        model_threads=_env("CONVLAB_MODEL_THREADS", 4, int),
+        stall_ms=_env("CONVLAB_STALL_MS", 100.0, float),
+        batch=_flag("SAGEMAKER_BATCH"),
+        batch_strategy=_batch_strategy(),
+        max_concurrent_transforms=_env("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", None, int) or None,
     )
     problems = [f"{name} must be positive, got {value}" for name, value in
                 (("--workers", settings.workers), ("--timeout", settings.timeout),
-                 ("--max-payload-mb", settings.max_payload_mb), ("--max-batch", settings.max_batch))
+                 ("--max-payload-mb", settings.max_payload_mb), ("--max-batch", settings.max_batch),
+                 ("CONVLAB_MODEL_THREADS", settings.model_threads), ("CONVLAB_STALL_MS", settings.stall_ms))
                 if value <= 0]
     if settings.backend not in BACKENDS:
         problems.append(f"backend {settings.backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -134,9 +180,10 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
 
     common = dict(host=settings.host, port=settings.port, log_config=None, access_log=False,
                   timeout_graceful_shutdown=max(1, int(settings.timeout)), server_header=False)
-    log.info("serving %s on %s:%d (%d worker%s, backend %s, payload limit %g MB)", settings.model_dir,
+    log.info("serving %s on %s:%d (%d worker%s, backend %s, payload limit %g MB%s)", settings.model_dir,
              settings.host, settings.port, settings.workers, "s" if settings.workers > 1 else "",
-             settings.backend, settings.max_payload_mb)
+             settings.backend, settings.max_payload_mb,
+             f", batch transform {settings.batch_strategy}" if settings.batch else "")
     try:
         if settings.workers > 1:
             load_handler(settings.model_dir)  # a broken code/inference.py stops here, once, loudly

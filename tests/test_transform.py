@@ -59,11 +59,18 @@ def outputs(prefix: str) -> dict[str, bytes]:
     return found
 
 
-def transform(*extra: str, capsys) -> dict:
+def transform(*extra: str, capsys, failed: int = 0) -> dict:
+    """Run the CLI; it exits 0 only when no object failed, and then says how many did."""
     code = cli.main(["transform", "--local", "--no-progress", *extra])
-    printed = capsys.readouterr().out
-    assert code == 0, printed
-    return json.loads(printed)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    if failed:
+        last = captured.err.strip().splitlines()[-1]
+        assert code == 1 and f"{failed} of {summary['inputs']} objects failed ({summary['written']} written" in last
+    else:
+        assert code == 0, captured.err[-2000:]
+    assert summary["failed"] == failed
+    return summary
 
 
 def test_every_image_gets_the_handlers_prediction(aws, model_dir, pngs, classes, capsys):
@@ -131,7 +138,7 @@ def test_a_non_image_object_is_reported_and_the_rest_are_done(aws, model_dir, pn
     s3.put_object(Bucket=BUCKET, Key="mixed/notes/readme.txt", Body=b"these are not pixels")
     s3.put_object(Bucket=BUCKET, Key="mixed/shard-0/Bag/broken.png", Body=b"\x89PNG\r\n\x1a\n truncated")
     summary = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/mixed/",
-                        "--output", f"s3://{BUCKET}/mixed-out/", capsys=capsys)
+                        "--output", f"s3://{BUCKET}/mixed-out/", capsys=capsys, failed=2)
     assert (summary["inputs"], summary["written"], summary["failed"]) == (32, 30, 2)
     failures = {f["key"]: f for f in summary["failures"]}
     assert set(failures) == {"notes/readme.txt", "shard-0/Bag/broken.png"}
@@ -168,7 +175,7 @@ def test_an_s3_key_climbing_out_of_a_local_output_folder_is_refused(aws, model_d
     s3.put_object(Bucket=BUCKET, Key="climb/../../escaped.png", Body=next(iter(few.values())))
     out = tmp_path / "deep" / "out"
     summary = transform("--model-dir", str(model_dir), "--input", f"s3://{BUCKET}/climb/", "--output", str(out),
-                        capsys=capsys)
+                        capsys=capsys, failed=1)
     assert (summary["written"], summary["failed"]) == (5, 1)
     failure = summary["failures"][0]
     assert failure["key"] == "../../escaped.png" and failure["stage"] == "write"
