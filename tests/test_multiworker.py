@@ -1,5 +1,5 @@
 """Two real training processes on 127.0.0.1 train one model with MultiWorkerMirroredStrategy, as
-two SageMaker hosts (algo-1, algo-2) do; only the chief writes the model."""
+two SageMaker hosts (algo-1, algo-2) do; only the chief writes the model and the checkpoints."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.test_docker import program_env
 
@@ -30,54 +32,60 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def host_root(base, host: str, channel) -> object:
-    """/opt/ml of one host of a two-host training job."""
+def host_root(base, host: str, channel, hosts=HOSTS, **hyperparameters):
+    """/opt/ml of one host of a training job."""
     root = base / host
-    (root / "input" / "config").mkdir(parents=True)
-    shutil.copytree(channel, root / "input" / "data" / "train")
-    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(HYPERPARAMETERS))
-    (root / "input" / "config" / "resourceconfig.json").write_text(
-        json.dumps({"current_host": host, "hosts": HOSTS}))
+    (root / "input" / "config").mkdir(parents=True, exist_ok=True)
+    if not (root / "input" / "data" / "train").exists():
+        shutil.copytree(channel, root / "input" / "data" / "train")
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(dict(HYPERPARAMETERS,
+                                                                                    **hyperparameters)))
+    (root / "input" / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": host, "hosts": hosts}))
     return root
 
 
-def test_two_workers_train_one_model_and_only_the_chief_writes_it(fashion_subset_dir, tmp_path):
-    ports = free_ports(len(HOSTS))
-    workers = [f"127.0.0.1:{port}" for port in ports]
-    processes, roots = [], []
-    started = time.perf_counter()
+def run_job(base, channel, **hyperparameters):
+    """Run both hosts as processes on free 127.0.0.1 ports; [(root, returncode, stdout, stderr)], seconds."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(len(HOSTS))]
+    started, runs = time.perf_counter(), []
     for index, host in enumerate(HOSTS):
-        root = host_root(tmp_path, host, fashion_subset_dir)
+        root = host_root(base, host, channel, **hyperparameters)
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = program_env(root, TF_CONFIG=json.dumps(tf_config), SM_HOSTS=json.dumps(HOSTS), SM_CURRENT_HOST=host)
-        processes.append(subprocess.Popen([sys.executable, "-m", "training.train"], env=env, text=True,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        roots.append(root)
-    outputs, seconds = [], []
-    for process in processes:
-        outputs.append(process.communicate(timeout=240))
-        seconds.append(time.perf_counter() - started)
-    log.info("two workers finished after %.1f s (chief) and %.1f s (worker)", *seconds)
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
+        runs.append((root, subprocess.Popen([sys.executable, "-m", "training.train"], env=env, text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    results = []
+    for root, process in runs:
+        stdout, stderr = process.communicate(timeout=240)
+        results.append((root, process.returncode, stdout, stderr))
+        log.info("%s finished with code %d after %.1f s", root.name, process.returncode,
+                 time.perf_counter() - started)
+    return results
 
-    chief, worker = roots
+
+@pytest.fixture(scope="module")
+def two_worker_job(fashion_subset_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("two-hosts")
+    return base, run_job(base, fashion_subset_dir)
+
+
+def test_two_workers_train_one_model_and_only_the_chief_writes_it(two_worker_job, fashion_subset_dir, tmp_path):
+    _, results = two_worker_job
+    for _, code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    (chief, _, chief_out, _), (worker, _, _, worker_err) = results
     for name in ("1/saved_model.pb", "model.onnx", "labels.json", "config.json", "metrics.json"):
         assert (chief / "model" / name).is_file(), name
     assert not (worker / "model").exists() or not any((worker / "model").iterdir()), "the worker wrote a model"
     assert not (worker / "checkpoints").exists() or not any((worker / "checkpoints").iterdir())
-    assert "not the chief" in outputs[1][1]
+    assert "not the chief" in worker_err
     metrics = json.loads((chief / "model" / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and len(metrics["history"]["val_accuracy"]) == 2
-    assert "convlab-metrics epoch=2 loss=" in outputs[0][0] and "convlab-metrics final=test" in outputs[0][0]
+    assert "convlab-metrics epoch=2 loss=" in chief_out and "convlab-metrics final=test" in chief_out
     assert (chief / "checkpoints" / "ckpt-2" / "state.json").is_file()
 
     # The same job on one process: the same data, order and global batch, so nearly the same accuracy.
-    single = host_root(tmp_path / "single", "algo-1", fashion_subset_dir)
-    (single / "input" / "config" / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
-    (single / "input" / "config" / "hyperparameters.json").write_text(
-        json.dumps(dict(HYPERPARAMETERS, export_onnx="false")))
+    single = host_root(tmp_path, "algo-1", fashion_subset_dir, hosts=["algo-1"], export_onnx="false")
     begin = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "training.train"], env=program_env(single), capture_output=True,
                             text=True, timeout=240)
@@ -86,6 +94,22 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_it(fashion_subset
     reference = json.loads((single / "model" / "metrics.json").read_text())
     log.info("test accuracy: two workers %.4f, one process %.4f", metrics["test_accuracy"],
              reference["test_accuracy"])
-    assert metrics["test_accuracy"] > 0.6, "far from well above chance (0.1)"
+    assert metrics["test_accuracy"] > 0.6, "not well above chance (0.1)"
     assert abs(metrics["test_accuracy"] - reference["test_accuracy"]) < 0.05
     assert metrics["num_train"] == reference["num_train"] and metrics["params"] == reference["params"]
+
+
+def test_two_workers_resume_from_the_chiefs_checkpoint(two_worker_job, fashion_subset_dir):
+    base, first = two_worker_job
+    before = json.loads((first[0][0] / "model" / "metrics.json").read_text())
+    # A restarted job with one more epoch; only the chief has checkpoints, the worker follows it.
+    results = run_job(base, fashion_subset_dir, epochs="3")
+    for _, code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    (chief, _, chief_out, chief_err), (_, _, _, worker_err) = results
+    assert "after epoch 2" in chief_err and "resuming with the chief after epoch 2" in worker_err
+    assert "convlab-metrics epoch=3 " in chief_out and "convlab-metrics epoch=2 " not in chief_out
+    metrics = json.loads((chief / "model" / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3 and metrics["history"]["loss"][:2] == before["history"]["loss"]
+    assert metrics["history"]["loss"][2] < metrics["history"]["loss"][1]
+    assert metrics["test_accuracy"] > 0.6

@@ -113,8 +113,9 @@ def fit_distributed(strategy, model, train_ds, val_ds, *, epochs: int, initial_e
     on_epoch_begin/on_epoch_end with loss, accuracy, val_loss, val_accuracy and may stop training."""
     import numpy as np
 
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
     train_step, eval_step = _step_functions(strategy, model)
     batches = iter(strategy.experimental_distribute_dataset(train_ds))
     val_batches = strategy.experimental_distribute_dataset(val_ds)
@@ -145,3 +146,53 @@ def predict_local(model, dataset):
 
     forward = tf.function(lambda images: model(images, training=False))
     return np.concatenate([forward(images).numpy() for images, _ in dataset])
+
+
+def start_across_workers(strategy, chief: bool, build, load, fresh_state: dict):
+    """(model, state, best weights) identical on every worker, from the chief's checkpoint if it has one.
+
+    Creating a variable under MultiWorkerMirroredStrategy is a collective step, so every worker builds
+    the same new model and optimizer; the chief alone reads the checkpoint (workers need no copy of it)
+    and its weights, optimizer state and epoch counters are then broadcast to the others."""
+    with strategy.scope():
+        model = build()
+        model.optimizer.build(model.trainable_variables)
+    state, best = fresh_state, None
+    resumed = load() if chief else None
+    if resumed:
+        loaded, state, best = resumed
+        _copy_variables(loaded.variables + loaded.optimizer.variables, model.variables + model.optimizer.variables)
+    counters = _broadcast(strategy, chief, [[state["epoch"], state["best_epoch"], state["best_val_accuracy"]]]
+                          + [v.numpy() for v in model.variables + model.optimizer.variables])
+    for variable, value in zip(model.variables + model.optimizer.variables, counters[1:]):
+        variable.assign(value.astype(variable.dtype))
+    epoch, best_epoch, best_val_accuracy = counters[0]
+    if not chief and epoch:
+        log.info("resuming with the chief after epoch %d", epoch)
+        state = dict(state, epoch=int(epoch), best_epoch=int(best_epoch), best_val_accuracy=float(best_val_accuracy),
+                     history={}, seconds_per_epoch=[])
+    return model, state, best
+
+
+def _copy_variables(sources: list, targets: list) -> None:
+    if [tuple(v.shape) for v in sources] != [tuple(v.shape) for v in targets]:
+        raise ValueError("checkpoint: its model and optimizer variables do not match the configured model")
+    for source, target in zip(sources, targets):
+        target.assign(source.numpy())
+
+
+def _broadcast(strategy, chief: bool, values: list) -> list:
+    """The chief's values on every worker (a sum in which the other workers add zeros)."""
+    import numpy as np
+    import tensorflow as tf
+
+    scale = 1.0 if chief else 0.0
+    tensors = [tf.constant(np.asarray(value, np.float64) * scale) for value in values]
+
+    @tf.function
+    def exchange():
+        context = tf.distribute.get_replica_context()
+        return [context.all_reduce(tf.distribute.ReduceOp.SUM, tensor) for tensor in tensors]
+
+    results = strategy.run(exchange)
+    return [strategy.experimental_local_results(result)[0].numpy() for result in results]

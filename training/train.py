@@ -82,19 +82,25 @@ def _compile(model, params: TrainingParams, config: ModelConfig, steps_per_epoch
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
 
 
-def _build_or_resume(strategy, checkpoint_path: Path | None, params: TrainingParams, config: ModelConfig,
-                     steps_per_epoch: int):
+def _build_or_resume(strategy, chief: bool, checkpoint_path: Path | None, params: TrainingParams,
+                     config: ModelConfig, steps_per_epoch: int):
     """(model, state, best weights): from the newest checkpoint of this configuration, else a new model."""
     identity = checkpoints.identity(params.to_dict(), config.to_dict())
-    with strategy.scope():
-        resumed = checkpoints.load_checkpoint(checkpoint_path, identity)
-        if resumed:
-            return resumed
-        model = build_model(config)
-        _compile(model, params, config, steps_per_epoch)
     state = {"identity": identity, "epoch": 0, "history": {}, "seconds_per_epoch": [],
              "best_epoch": 0, "best_val_accuracy": -1.0}
-    return model, state, None
+
+    def build():
+        model = build_model(config)
+        _compile(model, params, config, steps_per_epoch)
+        return model
+
+    def load():
+        return checkpoints.load_checkpoint(checkpoint_path, identity)
+
+    if distributed.is_multi_worker(strategy):
+        return distributed.start_across_workers(strategy, chief, build, load, state)
+    with strategy.scope():
+        return load() or (build(), state, None)
 
 
 def _evaluate(model, val_ds, test_ds, config: ModelConfig, multi_worker: bool):
@@ -144,7 +150,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     keras.utils.set_random_seed(params.seed)
     steps_per_epoch = -(-len(y_train) // params.batch_size)
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
-    model, state, best_weights = _build_or_resume(strategy, checkpoint_path, params, config, steps_per_epoch)
+    model, state, best_weights = _build_or_resume(strategy, chief, checkpoint_path, params, config, steps_per_epoch)
     train_ds, val_ds, test_ds = _datasets(data, params, config, state["epoch"])
     recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief)
     recorder.best_weights = best_weights
