@@ -113,3 +113,44 @@ def test_two_workers_resume_from_the_chiefs_checkpoint(two_worker_job, fashion_s
     assert metrics["epochs_completed"] == 3 and metrics["history"]["loss"][:2] == before["history"]["loss"]
     assert metrics["history"]["loss"][2] < metrics["history"]["loss"][1]
     assert metrics["test_accuracy"] > 0.6
+
+
+def test_tf_config_in_the_environment_must_match_the_hosts(monkeypatch):
+    from training.distributed import cluster_config
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_config(["algo-2", "algo-1"], "algo-2")["cluster"]["worker"] == ["algo-1:2222", "algo-2:2222"]
+    local = {"cluster": {"worker": ["127.0.0.1:5001", "127.0.0.1:5002"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(local))
+    assert cluster_config(HOSTS, "algo-2") == local
+    with pytest.raises(ValueError, match=r"TF_CONFIG: worker 1 of 2 does not match host 'algo-1'"):
+        cluster_config(HOSTS, "algo-1")
+    with pytest.raises(ValueError, match=r"TF_CONFIG: .*does not match .*algo-3"):
+        cluster_config(HOSTS + ["algo-3"], "algo-2")
+    monkeypatch.setenv("TF_CONFIG", json.dumps(dict(local, cluster={"chief": ["a:1"], "worker": ["b:1"]})))
+    with pytest.raises(ValueError, match="only 'worker' tasks"):
+        cluster_config(HOSTS, "algo-2")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG: expected"):
+        cluster_config(HOSTS, "algo-2")
+
+
+def test_nothing_before_the_strategy_runs_a_tensorflow_op(opt_ml_two_hosts):
+    """Collective ops must be configured before TensorFlow's runtime starts: importing the entry point,
+    resolving /opt/ml and parsing the hyperparameters must not start it."""
+    code = ("import json, sys\n"
+            "from training import environment, train\n"
+            "from training.hyperparameters import parse_hyperparameters\n"
+            "env = environment.resolve([])\n"
+            "parse_hyperparameters(env.hyperparameters)\n"
+            "from tensorflow.python.eager import context\n"
+            "print(json.dumps({'started': context.context()._context_handle is not None, 'hosts': env.hosts}))\n")
+    result = subprocess.run([sys.executable, "-c", code], env=program_env(opt_ml_two_hosts), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {"started": False, "hosts": HOSTS}
+
+
+@pytest.fixture
+def opt_ml_two_hosts(fashion_subset_dir, tmp_path):
+    return host_root(tmp_path, "algo-2", fashion_subset_dir)
