@@ -109,7 +109,7 @@ def _step_functions(strategy, model):
 def fit_distributed(strategy, model, train_ds, val_ds, *, epochs: int, initial_epoch: int,
                     steps_per_epoch: int, callbacks: list) -> None:
     """The part of model.fit convlab uses, for MultiWorkerMirroredStrategy: `steps_per_epoch` steps
-    a epoch from one iterator over `train_ds`, then a pass over `val_ds`; callbacks get
+    an epoch from one iterator over `train_ds`, then a pass over `val_ds`; callbacks get
     on_epoch_begin/on_epoch_end with loss, accuracy, val_loss, val_accuracy and may stop training."""
     import numpy as np
 
@@ -131,8 +131,9 @@ def fit_distributed(strategy, model, train_ds, val_ds, *, epochs: int, initial_e
         val_totals = np.zeros(3)
         for batch in val_batches:
             val_totals += [float(v) for v in eval_step(batch)]
+        seen = max(val_totals[2], 1)
         logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2],
-                "val_loss": val_totals[0] / max(val_totals[2], 1), "val_accuracy": val_totals[1] / max(val_totals[2], 1)}
+                "val_loss": val_totals[0] / seen, "val_accuracy": val_totals[1] / seen}
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
         if model.stop_training:
