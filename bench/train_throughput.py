@@ -65,8 +65,9 @@ def main() -> None:
 
     ours_model = fresh_model(params, config)
     ours = Timer()
-    # The entry point's way: one repeating dataset, one iterator for the whole run.
-    dataset = make_dataset(images, labels, args.batch_size, 1.0 / 255.0, shuffle=True, seed=0, repeat=True)
+    # The entry point's way: one dataset of every epoch's batches, one iterator for the whole run.
+    dataset = make_dataset(images, labels, args.batch_size, 1.0 / 255.0, shuffle=True, seed=0,
+                           epochs=(0, args.epochs))
     ours_model.fit(dataset, epochs=args.epochs, steps_per_epoch=-(-len(images) // args.batch_size), verbose=0,
                    callbacks=[ours], shuffle=False)
 

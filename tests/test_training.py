@@ -152,7 +152,7 @@ def test_restart_resumes_from_the_last_checkpoint(fashion_subset_dir, tmp_path, 
     channels = {"train": str(fashion_subset_dir)}
     checkpoints = tmp_path / "checkpoints"
     first = run_training(dict(FAST_MLP, epochs=1), channels, str(tmp_path / "m1"), checkpoint_dir=str(checkpoints))
-    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 1
+    assert json.loads((checkpoints / "ckpt-1" / "state.json").read_text())["epoch"] == 1
     caplog.set_level("INFO", logger="convlab.train")
     second = run_training(dict(FAST_MLP, epochs=2), channels, str(tmp_path / "m2"), checkpoint_dir=str(checkpoints))
     assert "resuming from checkpoint" in caplog.text and "after epoch 1" in caplog.text

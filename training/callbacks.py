@@ -2,20 +2,16 @@
 validation split, and checkpoints that let a stopped job resume (managed spot training)."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import keras
 
+from .checkpoints import save_checkpoint
+
 metrics_log = logging.getLogger("convlab.metrics")
 log = logging.getLogger("convlab.train")
-
-STATE_FILE = "state.json"
-LAST_MODEL = "last.keras"
-BEST_WEIGHTS = "best.weights.h5"
 
 
 def metric_line(**values) -> str:
@@ -60,41 +56,8 @@ class EpochRecorder(keras.callbacks.Callback):
             state["best_epoch"] = epoch + 1
             self.best_weights = self.model.get_weights()
         if self.write:
-            self._checkpoint(improved)
+            save_checkpoint(self.checkpoint_dir, self.model, state, self.best_weights)
         if self.patience and epoch + 1 - state["best_epoch"] >= self.patience:
             log.info("early stopping: validation accuracy has not improved for %d epochs (best epoch %d)",
                      self.patience, state["best_epoch"])
             self.model.stop_training = True
-
-    def _checkpoint(self, improved: bool) -> None:
-        directory = self.checkpoint_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        # Write under temporary names, then rename: a job stopped mid-write keeps the last good checkpoint.
-        self.model.save(directory / ("tmp-" + LAST_MODEL))
-        os.replace(directory / ("tmp-" + LAST_MODEL), directory / LAST_MODEL)
-        if improved:
-            self.model.save_weights(directory / ("tmp-" + BEST_WEIGHTS))
-            os.replace(directory / ("tmp-" + BEST_WEIGHTS), directory / BEST_WEIGHTS)
-        tmp_state = directory / ("tmp-" + STATE_FILE)
-        tmp_state.write_text(json.dumps(self.state))
-        os.replace(tmp_state, directory / STATE_FILE)
-
-
-def load_checkpoint(checkpoint_dir: Path | None, identity: dict):
-    """(model, state) from a checkpoint written by an earlier run with the same identity, else None."""
-    if checkpoint_dir is None or not (checkpoint_dir / STATE_FILE).exists() \
-            or not (checkpoint_dir / LAST_MODEL).exists():
-        return None
-    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
-    if state.get("identity") != identity:
-        log.warning("checkpoint in %s belongs to a different configuration; starting over", checkpoint_dir)
-        return None
-    model = keras.models.load_model(checkpoint_dir / LAST_MODEL)
-    best = None
-    if (checkpoint_dir / BEST_WEIGHTS).exists():
-        best_model = keras.models.clone_model(model)
-        best_model.load_weights(checkpoint_dir / BEST_WEIGHTS)
-        best = best_model.get_weights()
-    log.info("resuming from checkpoint %s after epoch %d", checkpoint_dir, state["epoch"])
-    return model, state, best
-

@@ -68,7 +68,13 @@ class TrainingEnv:
 
     @property
     def is_chief(self) -> bool:
-        return self.current_host == sorted(self.hosts)[0]
+        return is_chief(self.hosts, self.current_host)
+
+
+def is_chief(hosts: list[str], current_host: str) -> bool:
+    """The chief is the first host in sorted order (algo-1): the only one that writes the model and
+    checkpoints. TF_CONFIG's worker 0 is that host (see tf_config and distributed.cluster_config)."""
+    return current_host == sorted(hosts)[0]
 
 
 def parse_cli_hyperparameters(argv: list[str]) -> dict[str, str]:

@@ -1,9 +1,11 @@
 """The tf.data input pipeline: uint8 images stay uint8 in memory, batches are gathered by index,
 scaled and (optionally) augmented as whole batches.
 
-The training dataset repeats, and fit() is given steps_per_epoch, so one iterator lives for the
-whole run: a new tf.data iterator per epoch (what fit() on numpy arrays does) intermittently costs
-seconds at the start of an epoch on this kind of machine (bench/train_throughput.py).
+The training dataset holds the batches of every epoch still to run, and fit() is given
+steps_per_epoch, so one iterator lives for the whole run: a new tf.data iterator per epoch (what fit()
+on numpy arrays does) intermittently costs seconds at the start of an epoch on this kind of machine
+(bench/train_throughput.py). Epoch k's order is a stateless shuffle seeded by (seed, k): a run resumed
+after epoch k-1 sees exactly the order the uninterrupted run would have seen.
 """
 from __future__ import annotations
 
@@ -30,12 +32,19 @@ class Augmenter:
         return images, labels
 
 
+def epoch_order(count: int, seed: int, epoch: int) -> tf.Tensor:
+    """The order of the `count` training examples in epoch `epoch` (1-based): depends on nothing else."""
+    return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
+                                                    seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+
+
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, rescale: float, *,
                  shuffle: bool = False, seed: int = 0, augment: bool = False,
-                 repeat: bool = False) -> tf.data.Dataset:
+                 epochs: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batches of (float32 images * rescale, int labels) from uint8 arrays (N, H, W, C).
 
-    With repeat=True the batches go on forever, reshuffled every pass: pass fit() steps_per_epoch.
+    With epochs=(done, total) the batches of epochs done+1 .. total follow each other, each epoch in
+    its own order (epoch_order with shuffle, else in sequence): pass fit() steps_per_epoch.
     """
     count = len(images)
     pixels = tf.constant(images)
@@ -44,12 +53,14 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, rescal
     def gather(index):
         return tf.cast(tf.gather(pixels, index), tf.float32) * rescale, tf.gather(targets, index)
 
-    indices = tf.data.Dataset.range(count)
-    if shuffle:
-        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size)
-    if repeat:
-        indices = indices.repeat()
+    def one_epoch(epoch):
+        order = epoch_order(count, seed, epoch) if shuffle else tf.range(count, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    if epochs is not None:
+        indices = tf.data.Dataset.range(epochs[0] + 1, epochs[1] + 1).flat_map(one_epoch)
+    else:
+        indices = one_epoch(tf.constant(1, tf.int64))
     dataset = indices.map(gather, num_parallel_calls=AUTOTUNE)
     if augment:
         dataset = dataset.map(Augmenter(images.shape[1], images.shape[2], seed), num_parallel_calls=AUTOTUNE)

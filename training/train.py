@@ -28,9 +28,7 @@ if __name__ == "__main__" and not __package__:
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -39,9 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from . import environment  # noqa: E402
-from .callbacks import EpochRecorder, load_checkpoint, metric_line  # noqa: E402
+from . import checkpoints, distributed, environment  # noqa: E402
+from .artifacts import confusion, write_artifacts  # noqa: E402
+from .callbacks import EpochRecorder, metric_line  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
+from .environment import is_chief  # noqa: E402
 from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
 from .models import ConfigError, ModelConfig, build_model, model_summary  # noqa: E402
 
@@ -79,18 +79,6 @@ def prepare_data(channels: dict[str, str], params: TrainingParams):
     }
 
 
-def choose_strategy(hosts: list[str], current_host: str, num_gpus: int):
-    """MultiWorkerMirroredStrategy across SageMaker hosts, MirroredStrategy across local GPUs."""
-    import tensorflow as tf
-
-    if len(hosts) > 1:
-        os.environ["TF_CONFIG"] = json.dumps(environment.tf_config(hosts, current_host))
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if num_gpus > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def _compile(model, params: TrainingParams, config: ModelConfig, steps_per_epoch: int):
     import keras
 
@@ -113,39 +101,61 @@ def _compile(model, params: TrainingParams, config: ModelConfig, steps_per_epoch
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
 
 
-def _confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> list[list[int]]:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix.tolist()
+def _build_or_resume(strategy, chief: bool, checkpoint_path: Path | None, params: TrainingParams,
+                     config: ModelConfig, steps_per_epoch: int):
+    """(model, state, best weights): from the newest checkpoint of this configuration, else a new model."""
+    identity = checkpoints.identity(params.to_dict(), config.to_dict())
+    state = {"identity": identity, "epoch": 0, "history": {}, "seconds_per_epoch": [],
+             "best_epoch": 0, "best_val_accuracy": -1.0}
+
+    def build():
+        model = build_model(config)
+        _compile(model, params, config, steps_per_epoch)
+        return model
+
+    def load():
+        return checkpoints.load_checkpoint(checkpoint_path, identity)
+
+    if distributed.is_multi_worker(strategy):
+        return distributed.start_across_workers(strategy, chief, build, load, state)
+    with strategy.scope():
+        return load() or (build(), state, None)
 
 
-def export_saved_model(model, config: ModelConfig, path: Path) -> None:
-    """SavedModel with serving_default: float32 `images` in, `probabilities` out (TF Serving layout)."""
-    import keras
+def _evaluate(model, val_ds, test_ds, config: ModelConfig, multi_worker: bool):
+    """(val_loss, val_accuracy, test probabilities). Several workers each evaluate on their own,
+    without collective ops (Keras' evaluate/predict cannot run under MultiWorkerMirroredStrategy)."""
     import tensorflow as tf
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-
-    def serve(images):
-        outputs = model(images, training=False)
-        if config.logits:
-            outputs = tf.nn.softmax(outputs)
-        return {"probabilities": outputs}
-
-    archive.add_endpoint("serving_default", serve,
-                         input_signature=[tf.TensorSpec([None, *config.input_shape], tf.float32, name="images")])
-    archive.write_out(str(path), verbose=False)
+    if multi_worker:
+        outputs = distributed.predict_local(model, val_ds)
+        targets = np.concatenate([y for _, y in val_ds])
+        labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
+        val_loss = float(model.loss(targets, outputs))
+        val_accuracy = float((outputs.argmax(axis=1) == labels).mean())
+        probabilities = distributed.predict_local(model, test_ds)
+    else:
+        val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
+        probabilities = model.predict(test_ds, verbose=0)
+    if config.logits:
+        probabilities = tf.nn.softmax(probabilities).numpy()
+    return float(val_loss), float(val_accuracy), probabilities
 
 
 def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str,
                  output_dir: str | None = None, checkpoint_dir: str | None = None,
                  hosts: list[str] | None = None, current_host: str | None = None, num_gpus: int = 0) -> dict:
-    """Train one model and write model_dir (see docs/model_dir.md); return the metrics.json dict."""
+    """Train one model and write model_dir (see docs/model_dir.md); return the metrics.json dict.
+
+    With several hosts only the chief writes model_dir and checkpoints."""
     started = time.perf_counter()
     params, config = parse_hyperparameters(hyperparameters)
     hosts = hosts or ["algo-1"]
-    current_host = current_host or hosts[0]
+    current_host = current_host or sorted(hosts)[0]
+    # The strategy first: MultiWorkerMirroredStrategy must precede every TensorFlow op.
+    strategy = distributed.make_strategy(hosts, current_host, num_gpus)
+    multi_worker = distributed.is_multi_worker(strategy)
+    chief = is_chief(hosts, current_host)
     data = prepare_data(channels, params)
     x_train, y_train = data["train"]
     config.input_shape = tuple(int(d) for d in x_train.shape[1:])
@@ -155,58 +165,69 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
              len(y_train), len(data["val"][1]), len(data["test"][1]), config.input_shape, config.num_classes)
 
     import keras
-    import tensorflow as tf
-
-    from .pipeline import make_dataset
 
     keras.utils.set_random_seed(params.seed)
-    rescale = 1.0 / 255.0
     steps_per_epoch = -(-len(y_train) // params.batch_size)
-    train_ds = make_dataset(x_train, y_train, params.batch_size, rescale, shuffle=True, seed=params.seed,
-                            augment=params.augment == "light", repeat=True)
-    val_ds = make_dataset(*data["val"], params.batch_size * 4, rescale)
-    if params.label_smoothing:
-        def one_hot(x, y):
-            return x, tf.one_hot(y, config.num_classes)
-        train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
-
-    identity = {"config": config.to_dict(), "seed": params.seed, "batch_size": params.batch_size,
-                "max_train_samples": params.max_train_samples, "augment": params.augment}
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
-    strategy = choose_strategy(hosts, current_host, num_gpus)
-    is_chief = current_host == sorted(hosts)[0]
-    with strategy.scope():
-        resumed = load_checkpoint(checkpoint_path, identity)
-        if resumed:
-            model, state, best_weights = resumed
-        else:
-            model = build_model(config)
-            _compile(model, params, config, steps_per_epoch)
-            state = {"identity": identity, "epoch": 0, "history": {}, "seconds_per_epoch": [],
-                     "best_epoch": 0, "best_val_accuracy": -1.0}
-            best_weights = None
-    recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=is_chief)
+    model, state, best_weights = _build_or_resume(strategy, chief, checkpoint_path, params, config, steps_per_epoch)
+    train_ds, val_ds, test_ds = _datasets(data, params, config, state["epoch"])
+    recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief)
     recorder.best_weights = best_weights
     verbose = params.verbose if params.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
     stopped_early = state["best_epoch"] and params.early_stopping_patience and \
         state["epoch"] - state["best_epoch"] >= params.early_stopping_patience
     if state["epoch"] < params.epochs and not stopped_early:
-        model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=state["epoch"],
-                  steps_per_epoch=steps_per_epoch, callbacks=[recorder], verbose=verbose, shuffle=False)
+        if multi_worker:
+            distributed.fit_distributed(strategy, model, train_ds, val_ds, epochs=params.epochs,
+                                        initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
+                                        callbacks=[recorder])
+        else:
+            model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=state["epoch"],
+                      steps_per_epoch=steps_per_epoch, callbacks=[recorder], verbose=verbose, shuffle=False)
     if recorder.best_weights is not None:
         model.set_weights(recorder.best_weights)  # model selection on the validation split only
 
-    val_loss, val_accuracy = model.evaluate(val_ds, verbose=0)
-    x_test, y_test = data["test"]
-    test_ds = make_dataset(x_test, y_test, params.batch_size * 4, rescale)
-    probabilities = model.predict(test_ds, verbose=0)
-    if config.logits:
-        probabilities = tf.nn.softmax(probabilities).numpy()
+    val_loss, val_accuracy, probabilities = _evaluate(model, val_ds, test_ds, config, multi_worker)
+    metrics, summary = _metrics(model, params, config, data, state, val_loss, val_accuracy, probabilities)
+    metrics["training_seconds"] = time.perf_counter() - started
+    metrics_log.info(metric_line(final="test", test_loss=metrics["test_loss"], test_accuracy=metrics["test_accuracy"],
+                                 val_accuracy=val_accuracy, params=summary["total_params"]))
+    if chief:
+        write_artifacts(model, config, params, metrics, summary, Path(model_dir))
+    else:
+        log.info("not the chief (%s of %s): no model written", current_host, sorted(hosts))
+    if output_dir:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _datasets(data: dict, params: TrainingParams, config: ModelConfig, epochs_done: int):
+    """Training batches for the epochs still to run, validation and test batches."""
+    import tensorflow as tf
+
+    from .pipeline import make_dataset
+
+    rescale = 1.0 / 255.0
+    train_ds = make_dataset(*data["train"], params.batch_size, rescale, shuffle=True, seed=params.seed,
+                            augment=params.augment == "light", epochs=(epochs_done, params.epochs))
+    val_ds = make_dataset(*data["val"], params.batch_size * 4, rescale)
+    test_ds = make_dataset(*data["test"], params.batch_size * 4, rescale)
+    if params.label_smoothing:
+        def one_hot(x, y):
+            return x, tf.one_hot(y, config.num_classes)
+        train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
+    return train_ds, val_ds, test_ds
+
+
+def _metrics(model, params: TrainingParams, config: ModelConfig, data: dict, state: dict,
+             val_loss: float, val_accuracy: float, probabilities: np.ndarray) -> tuple[dict, dict]:
+    """The metrics.json document (without training_seconds) and the model summary."""
+    y_test = data["test"][1]
     predicted = probabilities.argmax(axis=1)
-    test_accuracy = float((predicted == y_test).mean())
     picked = probabilities[np.arange(len(y_test)), y_test]
-    test_loss = float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
     summary = model_summary(model)
+    seconds = state["seconds_per_epoch"]
     metrics = {
         "model_type": config.model,
         "config": config.to_dict(),
@@ -217,70 +238,20 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
         "epochs_completed": state["epoch"],
         "best_epoch": state["best_epoch"],
         "history": state["history"],
-        "seconds_per_epoch": state["seconds_per_epoch"],
-        "mean_seconds_per_epoch": float(np.mean(state["seconds_per_epoch"])) if state["seconds_per_epoch"] else 0.0,
-        "val_accuracy": float(val_accuracy),
-        "val_loss": float(val_loss),
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "confusion_matrix": _confusion(y_test, predicted, config.num_classes),
+        "seconds_per_epoch": seconds,
+        "mean_seconds_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
+        "val_accuracy": val_accuracy,
+        "val_loss": val_loss,
+        "test_accuracy": float((predicted == y_test).mean()),
+        "test_loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()),
+        "confusion_matrix": confusion(y_test, predicted, config.num_classes),
         "classes": data["classes"],
-        "num_train": int(len(y_train)),
+        "num_train": int(len(data["train"][1])),
         "num_val": int(len(data["val"][1])),
         "num_test": int(len(y_test)),
         "data_source": data["source"],
-        "training_seconds": time.perf_counter() - started,
     }
-    metrics_log.info(metric_line(final="test", test_loss=test_loss, test_accuracy=test_accuracy,
-                                 val_accuracy=float(val_accuracy), params=summary["total_params"]))
-    if is_chief:
-        _write_artifacts(model, config, params, metrics, summary, Path(model_dir))
-    if output_dir:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
-
-
-def _write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics: dict, summary: dict,
-                     model_dir: Path) -> None:
-    """Write every artifact into a staging folder first, then move them into model_dir, so a failure
-    never leaves a half-written model behind."""
-    import keras
-    import tensorflow as tf
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
-    try:
-        model.save(staging / "model.keras")
-        export_saved_model(model, config, staging / "1")
-        preprocessing = {"height": config.input_shape[0], "width": config.input_shape[1],
-                         "channels": config.input_shape[2], "rescale": 1.0 / 255.0,
-                         "color_mode": "L" if config.input_shape[2] == 1 else "RGB"}
-        documents = {
-            "labels.json": metrics["classes"],
-            "config.json": {"model": config.to_dict(), "training": params.to_dict(),
-                            "preprocessing": preprocessing, "classes": metrics["classes"],
-                            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}},
-            "metrics.json": metrics,
-            "model_summary.json": summary,
-        }
-        for name, document in documents.items():
-            (staging / name).write_text(json.dumps(document, indent=2))
-        if params.export_onnx:
-            from .onnx_export import export_onnx
-
-            export_onnx(staging)
-        from .explain_export import export_explain
-
-        export_explain(model, staging, onnx=params.export_onnx)
-        for entry in staging.iterdir():
-            target = model_dir / entry.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(entry, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("model written to %s", model_dir)
+    return metrics, summary
 
 
 def configure_logging() -> None:

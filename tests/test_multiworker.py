@@ -1,0 +1,156 @@
+"""Two real training processes on 127.0.0.1 train one model with MultiWorkerMirroredStrategy, as
+two SageMaker hosts (algo-1, algo-2) do; only the chief writes the model and the checkpoints."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_docker import program_env
+
+log = logging.getLogger(__name__)
+
+HOSTS = ["algo-1", "algo-2"]
+HYPERPARAMETERS = {"model": "cnn", "depth": "1", "filters": "8", "dense": "32", "epochs": "2",
+                   "batch_size": "64", "max_train_samples": "2000", "max_test_samples": "500", "seed": "3",
+                   "verbose": "0"}
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def host_root(base, host: str, channel, hosts=HOSTS, **hyperparameters):
+    """/opt/ml of one host of a training job."""
+    root = base / host
+    (root / "input" / "config").mkdir(parents=True, exist_ok=True)
+    if not (root / "input" / "data" / "train").exists():
+        shutil.copytree(channel, root / "input" / "data" / "train")
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(dict(HYPERPARAMETERS,
+                                                                                    **hyperparameters)))
+    (root / "input" / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": host, "hosts": hosts}))
+    return root
+
+
+def run_job(base, channel, **hyperparameters):
+    """Run both hosts as processes on free 127.0.0.1 ports; [(root, returncode, stdout, stderr)], seconds."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(len(HOSTS))]
+    started, runs = time.perf_counter(), []
+    for index, host in enumerate(HOSTS):
+        root = host_root(base, host, channel, **hyperparameters)
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = program_env(root, TF_CONFIG=json.dumps(tf_config), SM_HOSTS=json.dumps(HOSTS), SM_CURRENT_HOST=host)
+        runs.append((root, subprocess.Popen([sys.executable, "-m", "training.train"], env=env, text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    results = []
+    for root, process in runs:
+        stdout, stderr = process.communicate(timeout=240)
+        results.append((root, process.returncode, stdout, stderr))
+        log.info("%s finished with code %d after %.1f s", root.name, process.returncode,
+                 time.perf_counter() - started)
+    return results
+
+
+@pytest.fixture(scope="module")
+def two_worker_job(fashion_subset_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("two-hosts")
+    return base, run_job(base, fashion_subset_dir)
+
+
+def test_two_workers_train_one_model_and_only_the_chief_writes_it(two_worker_job, fashion_subset_dir, tmp_path):
+    _, results = two_worker_job
+    for _, code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    (chief, _, chief_out, _), (worker, _, _, worker_err) = results
+    for name in ("1/saved_model.pb", "model.onnx", "labels.json", "config.json", "metrics.json"):
+        assert (chief / "model" / name).is_file(), name
+    assert not (worker / "model").exists() or not any((worker / "model").iterdir()), "the worker wrote a model"
+    assert not (worker / "checkpoints").exists() or not any((worker / "checkpoints").iterdir())
+    assert "not the chief" in worker_err
+    metrics = json.loads((chief / "model" / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2 and len(metrics["history"]["val_accuracy"]) == 2
+    assert "convlab-metrics epoch=2 loss=" in chief_out and "convlab-metrics final=test" in chief_out
+    assert (chief / "checkpoints" / "ckpt-2" / "state.json").is_file()
+
+    # The same job on one process: the same data, order and global batch, so nearly the same accuracy.
+    single = host_root(tmp_path, "algo-1", fashion_subset_dir, hosts=["algo-1"], export_onnx="false")
+    begin = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "training.train"], env=program_env(single), capture_output=True,
+                            text=True, timeout=240)
+    log.info("one process finished after %.1f s", time.perf_counter() - begin)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reference = json.loads((single / "model" / "metrics.json").read_text())
+    log.info("test accuracy: two workers %.4f, one process %.4f", metrics["test_accuracy"],
+             reference["test_accuracy"])
+    assert metrics["test_accuracy"] > 0.6, "not well above chance (0.1)"
+    assert abs(metrics["test_accuracy"] - reference["test_accuracy"]) < 0.05
+    assert metrics["num_train"] == reference["num_train"] and metrics["params"] == reference["params"]
+
+
+def test_two_workers_resume_from_the_chiefs_checkpoint(two_worker_job, fashion_subset_dir):
+    base, first = two_worker_job
+    before = json.loads((first[0][0] / "model" / "metrics.json").read_text())
+    # A restarted job with one more epoch; only the chief has checkpoints, the worker follows it.
+    results = run_job(base, fashion_subset_dir, epochs="3")
+    for _, code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    (chief, _, chief_out, chief_err), (_, _, _, worker_err) = results
+    assert "after epoch 2" in chief_err and "resuming with the chief after epoch 2" in worker_err
+    assert "convlab-metrics epoch=3 " in chief_out and "convlab-metrics epoch=2 " not in chief_out
+    metrics = json.loads((chief / "model" / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3 and metrics["history"]["loss"][:2] == before["history"]["loss"]
+    assert metrics["history"]["loss"][2] < metrics["history"]["loss"][1]
+    assert metrics["test_accuracy"] > 0.6
+
+
+def test_tf_config_in_the_environment_must_match_the_hosts(monkeypatch):
+    from training.distributed import cluster_config
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_config(["algo-2", "algo-1"], "algo-2")["cluster"]["worker"] == ["algo-1:2222", "algo-2:2222"]
+    local = {"cluster": {"worker": ["127.0.0.1:5001", "127.0.0.1:5002"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(local))
+    assert cluster_config(HOSTS, "algo-2") == local
+    with pytest.raises(ValueError, match=r"TF_CONFIG: worker 1 of 2 does not match host 'algo-1'"):
+        cluster_config(HOSTS, "algo-1")
+    with pytest.raises(ValueError, match=r"TF_CONFIG: .*does not match .*algo-3"):
+        cluster_config(HOSTS + ["algo-3"], "algo-2")
+    monkeypatch.setenv("TF_CONFIG", json.dumps(dict(local, cluster={"chief": ["a:1"], "worker": ["b:1"]})))
+    with pytest.raises(ValueError, match="only 'worker' tasks"):
+        cluster_config(HOSTS, "algo-2")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG: expected"):
+        cluster_config(HOSTS, "algo-2")
+
+
+def test_nothing_before_the_strategy_runs_a_tensorflow_op(opt_ml_two_hosts):
+    """Collective ops must be configured before TensorFlow's runtime starts: importing the entry point,
+    resolving /opt/ml and parsing the hyperparameters must not start it."""
+    code = ("import json, sys\n"
+            "from training import environment, train\n"
+            "from training.hyperparameters import parse_hyperparameters\n"
+            "env = environment.resolve([])\n"
+            "parse_hyperparameters(env.hyperparameters)\n"
+            "from tensorflow.python.eager import context\n"
+            "print(json.dumps({'started': context.context()._context_handle is not None, 'hosts': env.hosts}))\n")
+    result = subprocess.run([sys.executable, "-c", code], env=program_env(opt_ml_two_hosts), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {"started": False, "hosts": HOSTS}
+
+
+@pytest.fixture
+def opt_ml_two_hosts(fashion_subset_dir, tmp_path):
+    return host_root(tmp_path, "algo-2", fashion_subset_dir)

@@ -1,0 +1,84 @@
+"""The model_dir a training run leaves (docs/model_dir.md): SavedModel, Keras model, ONNX, labels,
+config, metrics and the model summary, written to a staging folder first and moved into place."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .hyperparameters import TrainingParams
+from .models import ModelConfig
+
+log = logging.getLogger("convlab.train")
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> list[list[int]]:
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix.tolist()
+
+
+def export_saved_model(model, config: ModelConfig, path: Path) -> None:
+    """SavedModel with serving_default: float32 `images` in, `probabilities` out (TF Serving layout)."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        outputs = model(images, training=False)
+        if config.logits:
+            outputs = tf.nn.softmax(outputs)
+        return {"probabilities": outputs}
+
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([None, *config.input_shape], tf.float32, name="images")])
+    archive.write_out(str(path), verbose=False)
+
+
+def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics: dict, summary: dict,
+                     model_dir: Path) -> None:
+    """Write every artifact into a staging folder first, then move them into model_dir, so a failure
+    never leaves a half-written model behind."""
+    import keras
+    import tensorflow as tf
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    try:
+        model.save(staging / "model.keras")
+        export_saved_model(model, config, staging / "1")
+        preprocessing = {"height": config.input_shape[0], "width": config.input_shape[1],
+                         "channels": config.input_shape[2], "rescale": 1.0 / 255.0,
+                         "color_mode": "L" if config.input_shape[2] == 1 else "RGB"}
+        documents = {
+            "labels.json": metrics["classes"],
+            "config.json": {"model": config.to_dict(), "training": params.to_dict(),
+                            "preprocessing": preprocessing, "classes": metrics["classes"],
+                            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}},
+            "metrics.json": metrics,
+            "model_summary.json": summary,
+        }
+        for name, document in documents.items():
+            (staging / name).write_text(json.dumps(document, indent=2))
+        if params.export_onnx:
+            from .onnx_export import export_onnx
+
+            export_onnx(staging)
+        from .explain_export import export_explain
+
+        export_explain(model, staging, onnx=params.export_onnx)
+        for entry in staging.iterdir():
+            target = model_dir / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("model written to %s", model_dir)

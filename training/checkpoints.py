@@ -1,0 +1,150 @@
+"""Checkpoints that let a stopped job resume (managed spot training syncs the folder with S3).
+
+Layout: `<checkpoint_dir>/ckpt-<epoch>/` holding model.keras (model and optimizer), best.weights.npz
+(the best weights by validation accuracy so far) and state.json (epoch, history, identity, and a
+digest of the weights in model.keras). A checkpoint is written as `.tmp-ckpt-<epoch>-<pid>/` and
+renamed into place in one step, so a process killed at any moment leaves either the previous
+checkpoint or the new one, never a mix. Loading takes the newest checkpoint whose digest matches its
+weights (an S3 sync cut short is skipped for the one before) and deletes leftover temporary folders.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from .models import ConfigError
+
+log = logging.getLogger("convlab.train")
+
+STATE_FILE = "state.json"
+MODEL_FILE = "model.keras"
+BEST_FILE = "best.weights.npz"
+KEEP = 2  # checkpoints kept: the newest, and the one before in case the newest is damaged
+NAME = re.compile(r"ckpt-(\d+)$")
+# Hyperparameters that may change when a job resumes: they do not change the epochs already trained
+# or the ones to come. `epochs` changes the cosine schedule's length, so with lr_schedule=cosine it is fixed.
+RESUMABLE_CHANGES = ("epochs", "verbose", "export_onnx", "max_test_samples", "early_stopping_patience")
+# A test-only hook: "<point>:<epoch>" makes the process SIGKILL itself at that point of that epoch's save.
+TEST_HOOK = "CONVLAB_TEST_CHECKPOINT_HOOK"
+
+
+def identity(hyperparameters: dict, model_config: dict) -> dict:
+    """Everything a resumed run must share with the run that wrote the checkpoint."""
+    fixed = dict(hyperparameters)
+    for name in RESUMABLE_CHANGES:
+        if not (name == "epochs" and fixed.get("lr_schedule") == "cosine"):
+            fixed.pop(name, None)
+    # Through JSON, as state.json stores it (tuples become lists).
+    return json.loads(json.dumps({"hyperparameters": fixed, "model": dict(model_config)}))
+
+
+def identity_changes(saved: dict, current: dict) -> list[tuple[str, object, object]]:
+    """(name, old, new) for every hyperparameter that differs between two identities."""
+    changes = []
+    for part in ("hyperparameters", "model"):
+        old, new = saved.get(part, {}), current.get(part, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                changes.append((name, old.get(name, "<unset>"), new.get(name, "<unset>")))
+    return changes
+
+
+def check_identity(saved: dict, current: dict, directory: Path) -> None:
+    changes = identity_changes(saved, current)
+    if changes:
+        listed = "; ".join(f"'{name}' was {old!r}, now {new!r}" for name, old, new in changes)
+        raise ConfigError(f"checkpoint {directory} was written with other hyperparameters: {listed}. Resume with "
+                          f"the same values (only {', '.join(RESUMABLE_CHANGES)} may change) or use an empty "
+                          f"checkpoint dir")
+
+
+def weights_digest(weights: list) -> str:
+    digest = hashlib.sha256()
+    for array in weights:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _hook(point: str, epoch: int) -> None:
+    if os.environ.get(TEST_HOOK) == f"{point}:{epoch}":
+        log.warning("%s=%s: killing this process", TEST_HOOK, os.environ[TEST_HOOK])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def save_checkpoint(directory: Path, model, state: dict, best_weights: list | None) -> Path:
+    """Write ckpt-<epoch> as one unit (temporary folder, then one rename) and prune older ones."""
+    epoch = state["epoch"]
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = directory / f".tmp-ckpt-{epoch}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.save(staging / MODEL_FILE)
+    _hook("after-model", epoch)
+    if best_weights is not None:
+        np.savez(staging / BEST_FILE, *best_weights)
+    state = dict(state, weights_sha256=weights_digest(model.get_weights()))
+    (staging / STATE_FILE).write_text(json.dumps(state))
+    _hook("before-rename", epoch)
+    target = directory / f"ckpt-{epoch}"
+    if target.exists():  # left by a run that resumed from an older checkpoint
+        shutil.rmtree(target)
+    os.rename(staging, target)
+    _hook("after-rename", epoch)
+    for old in _checkpoints(directory)[KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    """ckpt-<epoch> folders, newest first."""
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if p.is_dir() and (m := NAME.match(p.name))]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def load_checkpoint(directory: Path | None, current_identity: dict):
+    """(model, state, best weights) of the newest sound checkpoint, else None.
+
+    A checkpoint written with other hyperparameters is refused (ConfigError naming them)."""
+    if directory is None or not directory.is_dir():
+        return None
+    for stale in directory.glob(".tmp-ckpt-*"):
+        log.info("removing %s, a checkpoint whose writing was interrupted", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    for path in _checkpoints(directory):
+        try:
+            state = json.loads((path / STATE_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("skipping checkpoint %s: unreadable %s (%s)", path, STATE_FILE, exc)
+            continue
+        check_identity(state.get("identity", {}), current_identity, path)
+        loaded = _load(path, state)
+        if loaded is not None:
+            log.info("resuming from checkpoint %s after epoch %d", path, state["epoch"])
+            return loaded
+    return None
+
+
+def _load(path: Path, state: dict):
+    import keras
+
+    try:
+        model = keras.models.load_model(path / MODEL_FILE)
+    except Exception as exc:  # a file cut short: try the checkpoint before
+        log.warning("skipping checkpoint %s: %s cannot be loaded (%s)", path, MODEL_FILE, exc)
+        return None
+    if weights_digest(model.get_weights()) != state.get("weights_sha256"):
+        log.warning("skipping checkpoint %s: its weights do not match the digest in %s", path, STATE_FILE)
+        return None
+    best = None
+    if (path / BEST_FILE).exists():
+        with np.load(path / BEST_FILE) as archive:
+            best = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+    return model, state, best
