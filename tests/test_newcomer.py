@@ -93,7 +93,7 @@ def test_train_without_local_trains_locally_and_a_rerun_starts_fresh(tmp_path, f
     assert "training locally" in first.stderr and not (tmp_path / "not-this-one").exists()
     metrics_path = tmp_path / "opt_ml" / "model" / "metrics.json"
     assert json.loads(metrics_path.read_text())["epochs_completed"] == 1
-    assert (tmp_path / "opt_ml" / "checkpoints" / "state.json").is_file()
+    assert (tmp_path / "opt_ml" / "checkpoints" / "ckpt-1" / "state.json").is_file()
 
     again = run(*command)
     assert again.returncode == 0, again.stderr[-2000:]
