@@ -219,7 +219,7 @@ def test_train_py_still_imports_as_a_module(tmp_path):
     assert result.returncode == 0 and "training.train True" in result.stdout, result.stderr[-2000:]
     result = subprocess.run([sys.executable, "-m", "training.train", "--help"], cwd=REPO,
                             env=clean_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "hyperparameters:" in result.stdout
+    assert result.returncode == 0 and "hyperparameters (--name value" in result.stdout
 
 
 # --- serving: sagemaker-inference under multi-model-server's worker ----------------------------------
