@@ -290,6 +290,9 @@ def test_model_trainer_local_container_on_two_instances_trains_one_model(
     outcome = printed_json(result.stdout)
     logs = result.stderr + result.stdout
     assert "algo-2" in logs
+    # The worker stays until the chief has written the model (docker-compose stops all at the first exit).
+    assert logs.count("all 2 workers finished") == 2, logs[-3000:]
+    assert outcome["metrics"], outcome.get("metrics_note")
     two = outcome["metrics"]["test_accuracy"]
     one = single["metrics"]["test_accuracy"]
     print(f"test accuracy: 2 instances {two:.3f}, 1 instance {one:.3f}")

@@ -197,3 +197,16 @@ def _broadcast(strategy, chief: bool, values: list) -> list:
 
     results = strategy.run(exchange)
     return [strategy.experimental_local_results(result)[0].numpy() for result in results]
+
+
+def barrier(strategy) -> None:
+    """Every worker waits here until all have arrived (an all-reduce of one number).
+
+    At the end of a run it keeps workers alive until the chief has written the model: SageMaker's
+    LOCAL_CONTAINER mode (docker-compose --abort-on-container-exit) stops every container as soon as
+    the first one exits, which would otherwise cut the chief's export short."""
+    import tensorflow as tf
+
+    one = tf.function(lambda: tf.constant(1.0))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(one), axis=None)
+    log.info("all %d workers finished", int(total.numpy()))

@@ -196,7 +196,9 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
         write_artifacts(model, config, params, metrics, summary, Path(model_dir))
     else:
         log.info("not the chief (%s of %s): no model written", current_host, sorted(hosts))
-    if output_dir:
+    if multi_worker:
+        distributed.barrier(strategy)
+    if output_dir and chief:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
