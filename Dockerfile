@@ -26,7 +26,8 @@ COPY constraints.txt ./
 
 # Serve-only: the inference package alone, on ONNX Runtime.
 FROM base AS serve
-RUN pip install --no-cache-dir -c constraints.txt numpy pillow starlette uvicorn httptools uvloop onnxruntime
+RUN pip install --no-cache-dir -c constraints.txt numpy pillow starlette uvicorn httptools uvloop onnxruntime \
+    || { echo "pip could not install the packages: the build needs a package index (docker build --network host uses the host's); offline, see scripts/docker_base.sh" >&2; exit 1; }
 COPY inference/ inference/
 ENV PYTHONPATH=/opt/program
 RUN python3 -c "import inference.server, inference.app" \
@@ -42,7 +43,8 @@ COPY convlab/__init__.py convlab/__init__.py
 COPY training/__init__.py training/__init__.py
 COPY inference/__init__.py inference/__init__.py
 COPY deploy/__init__.py deploy/__init__.py
-RUN pip install --no-cache-dir -c constraints.txt ".[onnx]"
+RUN pip install --no-cache-dir -c constraints.txt ".[onnx]" \
+    || { echo "pip could not install the packages: the build needs a package index (docker build --network host uses the host's); offline, see scripts/docker_base.sh" >&2; exit 1; }
 COPY convlab/ convlab/
 COPY training/ training/
 COPY inference/ inference/

@@ -348,3 +348,14 @@ def test_the_serve_only_image_refuses_a_savedmodel_only_archive_clearly(serve_im
     assert code != 0
     log = served.log_text()
     assert "no model.onnx, and TensorFlow is not installed" in log and "convlab:latest" in log, log[-2000:]
+
+
+def test_a_build_without_network_says_what_to_do(serve_image):
+    """No package index reachable: the build fails with a line that points to the offline base."""
+    base = "convlab-base:bookworm" if run(["docker", "image", "inspect", "convlab-base:bookworm"],
+                                          timeout=60).returncode == 0 else "python:3.11-slim"
+    result = run(["docker", "build", "--no-cache", "--network", "none", "--build-arg", f"BASE_IMAGE={base}",
+                  "--target", "serve", "-t", "convlab-offline-check", "."], timeout=600)
+    assert result.returncode != 0
+    assert "needs a package index" in result.stdout + result.stderr and "scripts/docker_base.sh" in result.stderr \
+        + result.stdout

@@ -122,3 +122,51 @@ def test_serve_program_without_a_model_says_where_it_looked(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 1
     assert str(tmp_path / "opt_ml" / "model") in result.stderr
+
+
+@pytest.mark.parametrize("script, args", [
+    ("docker_train.sh", ["OPT_ML"]),
+    ("docker_serve.sh", ["MODEL"]),
+    ("docker_build.sh", []),
+])
+def test_docker_scripts_without_an_engine_say_so_in_one_line(script, args, tmp_path):
+    (tmp_path / "OPT_ML" / "input" / "config").mkdir(parents=True)
+    (tmp_path / "MODEL").mkdir()
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    result = subprocess.run(["bash", str(SCRIPTS / script), *[str(tmp_path / a) for a in args]], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Docker engine answers" in lines[0], result.stderr
+
+
+def test_docker_train_on_a_folder_that_is_not_an_opt_ml_tree_says_how_to_make_one(tmp_path):
+    result = subprocess.run(["bash", str(SCRIPTS / "docker_train.sh"), str(tmp_path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"convlab opt-ml {tmp_path} --train DATA_DIR" in result.stderr
+
+
+def test_opt_ml_lays_out_the_tree_sagemaker_gives_a_training_container(fashion_subset_dir, tmp_path):
+    from convlab.opt_ml import main as opt_ml_main
+
+    code = opt_ml_main([str(tmp_path / "opt_ml"), "--train", str(fashion_subset_dir), "--hp", "model=cnn",
+                        "--hp", "epochs=2", "--hp", "dense=64,32"])
+    assert code == 0
+    root = tmp_path / "opt_ml"
+    config = root / "input" / "config"
+    assert json.loads((config / "hyperparameters.json").read_text()) == {
+        "model": '"cnn"', "epochs": "2", "dense": '"64,32"'}
+    assert json.loads((config / "resourceconfig.json").read_text())["hosts"] == ["algo-1"]
+    assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"train"}
+    channel = root / "input" / "data" / "train"
+    files = sorted(p.name for p in channel.iterdir())
+    assert files == sorted(p.name for p in fashion_subset_dir.iterdir())
+    assert not any(p.is_symlink() for p in channel.iterdir())  # a symlink would point outside a mount
+    for sub in ("model", "output/data", "checkpoints"):
+        assert (root / sub).is_dir()
+    # What convlab's `train` reads back: the decoded values.
+    from training.environment import resolve
+
+    assert resolve([], root).hyperparameters == {"model": "cnn", "epochs": 2, "dense": "64,32"}
+    assert opt_ml_main([str(tmp_path / "x"), "--train", str(tmp_path / "missing")]) == 1
