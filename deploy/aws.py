@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from convlab import s3io
 from deploy.errors import AwsCallError, DeployError, Refusal, StepFailed
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,8 @@ def ensure_bucket(s3: Any, bucket: str, create: bool, region: str | None) -> boo
 
 def list_objects(s3: Any, uri: S3Uri) -> Iterator[dict[str, Any]]:
     """Every object under `uri` (paginated): dicts with Key, Size, LastModified, ETag."""
-    paginator = s3.get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
-            yield from page.get("Contents", [])
+        yield from s3io.list_objects(s3, uri.bucket, uri.key)
     except ClientError as exc:
         if error_code(exc) == "NoSuchBucket":
             raise DeployError(f"bucket {uri.bucket!r} (from {uri}) does not exist") from exc

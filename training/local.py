@@ -13,6 +13,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 ENTRY_SCRIPT = "train.py"
 # Parts of the package a training job does not need.
 STAGE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "experiments", "studies", "local.py")
+# convlab's standard-library-only helpers the staged package imports, staged beside it.
+STAGED_HELPERS = ("__init__.py", "atomic.py")
 ENTRY_TEMPLATE = '''"""SageMaker entry point: runs convlab's training with the job's hyperparameters."""
 import sys
 
@@ -25,12 +27,19 @@ if __name__ == "__main__":
 
 def stage_source_dir(dest: str | Path) -> Path:
     """Write a source dir that runs in AWS's TensorFlow training container without convlab installed:
-    train.py (the entry script), the training package, and requirements.txt."""
+    train.py (the entry script), the training package, convlab's standard-library helpers it uses
+    (convlab/atomic.py), and requirements.txt."""
     dest = Path(dest)
     if (dest / "training").exists():
         shutil.rmtree(dest / "training")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(PACKAGE_DIR, dest / "training", ignore=STAGE_IGNORE)
+    helpers = PACKAGE_DIR.parent / "convlab"
+    if (dest / "convlab").exists():
+        shutil.rmtree(dest / "convlab")
+    (dest / "convlab").mkdir()
+    for name in STAGED_HELPERS:
+        shutil.copy(helpers / name, dest / "convlab" / name)
     (dest / ENTRY_SCRIPT).write_text(ENTRY_TEMPLATE)
     shutil.copy(PACKAGE_DIR / "requirements.txt", dest / "requirements.txt")
     return dest
@@ -40,21 +49,9 @@ def download_s3_prefix(uri: str, dest: Path) -> Path:
     """Copy every object under s3://bucket/prefix into dest, keeping the relative keys."""
     import boto3
 
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    s3 = boto3.client("s3")
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            if key.endswith("/"):
-                continue
-            relative = key[len(prefix):].lstrip("/") or Path(key).name
-            target = dest / relative
-            if not target.resolve().is_relative_to(dest.resolve()):
-                raise ValueError(f"{uri}: object key {key!r} would be written outside {dest}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
-            count += 1
+    from convlab.s3io import download_prefix
+
+    count = len(download_prefix(boto3.client("s3"), uri, dest))
     if count == 0:
         raise FileNotFoundError(f"channel {uri}: no objects under this S3 prefix")
     log.info("downloaded %d objects from %s", count, uri)
