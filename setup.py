@@ -25,8 +25,8 @@ EXTRAS = {
     "report": ["matplotlib>=3.8"],
     "onnx": ["tf2onnx>=1.16", "onnxruntime>=1.18", "onnx>=1.16"],
     # The embedded AWS (moto server) behind `convlab deploy --sandbox` and the demo.
-    # deploy/sandbox_hooks.py patches moto's server internals: the upper bound keeps moto where
-    # those internals are known (tests/test_sandbox_hooks.py fails clearly when they move).
+    # deploy/moto_hooks.py wraps moto's server internals: the upper bound keeps moto where
+    # those internals are known (tests/test_moto_hooks.py fails clearly when they move).
     "sandbox": ["moto[server]>=5.2.5,<5.3"],
     "dev": [
         "moto[server]>=5.2.5,<5.3",

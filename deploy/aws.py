@@ -31,15 +31,18 @@ INSTANCE_TYPE_MESSAGE = re.compile(
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
-def session(region: str | None = None) -> boto3.session.Session:
-    return boto3.session.Session(region_name=region)
+def session(region: str | None = None, credentials: dict[str, str] | None = None) -> boto3.session.Session:
+    """A boto3 session; `credentials` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) replace the usual chain."""
+    keys = credentials or {}
+    return boto3.session.Session(region_name=region, aws_access_key_id=keys.get("AWS_ACCESS_KEY_ID"),
+                                 aws_secret_access_key=keys.get("AWS_SECRET_ACCESS_KEY"))
 
 
 def client(service: str, region: str | None = None, max_pool: int = 10,
-           endpoint_url: str | None = None) -> Any:
+           endpoint_url: str | None = None, credentials: dict[str, str] | None = None) -> Any:
     """A boto3 client; without `endpoint_url`, AWS_ENDPOINT_URL (a sandbox) is honoured by boto3 itself."""
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=max_pool)
-    return session(region).client(service, config=config, endpoint_url=endpoint_url)
+    return session(region, credentials).client(service, config=config, endpoint_url=endpoint_url)
 
 
 @dataclass(frozen=True)
