@@ -30,7 +30,7 @@ from convlab.container_failure import describe_failure
 from convlab.s3data import (CHANNELS, MetricsUnavailable, describe_transfer, fetch_metrics, plan_transfer,
                             s3_channels, upload_dataset)
 from convlab.sagemaker_setup import (ROLE_ENV, LaunchError, bucket_name, resolve_role, resolve_training_image,
-                                     sagemaker_session)
+                                     sagemaker_session, created_job_name, training_job)
 from training.data import DataError, find_fashion_mnist
 from training.local import ENTRY_SCRIPT, stage_source_dir
 from training.metrics import METRIC_DEFINITIONS
@@ -78,6 +78,7 @@ class Submission:
     work_dir: Path
     dry_run: bool = False
     upload: dict[str, Any] | None = None   # a dry run's account of the data upload it did not do
+    created: bool = False                  # a SageMaker training job named job_name was created
 
     def as_dict(self) -> dict[str, Any]:
         document = {"job_name": self.job_name, "mode": self.mode, "dry_run": self.dry_run,
@@ -230,25 +231,25 @@ def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
         if not cfg.local_container:
             raise
         raise LaunchError(describe_failure(cfg.work_dir.resolve() / "container", exc)) from None
-    job = trainer._latest_training_job
-    name = job.training_job_name if job is not None else \
-        f"{cfg.base_job_name} ({'dry run' if cfg.dry_run else 'local container'})"
+    job_name = created_job_name(trainer)
+    name = job_name or f"{cfg.base_job_name} ({'dry run' if cfg.dry_run else 'local container'})"
     log.info("training job %s: %s on %d x %s", name, image, cfg.instance_count, cfg.instance_type)
     return Submission(trainer, name, "local_container" if cfg.local_container else "sagemaker",
-                      image, source, channels, hyperparameters, Path(cfg.work_dir), cfg.dry_run)
+                      image, source, channels, hyperparameters, Path(cfg.work_dir), cfg.dry_run,
+                      created=job_name is not None)
 
 
 def finish(sub: Submission, logs: bool = False, poll_s: int = 30) -> LaunchResult:
     """Wait for the job, then read its metrics.json; a failed job is a LaunchError with its reason."""
     from sagemaker.core.utils.exceptions import FailedStatusError
 
-    job = sub.trainer._latest_training_job
-    if job is None:  # local container: finished inside submit
+    if not sub.created:  # local container: finished inside submit
         root = sub.work_dir.resolve() / "container" / "compressed_artifacts"
         result = LaunchResult(sub.job_name, "Completed", sub.mode, sub.image_uri, sub.image_source,
                               sub.channels, sub.hyperparameters, f"file://{root / 'model.tar.gz'}")
         s3 = None
     else:
+        job = training_job(sub.job_name, sub.trainer.sagemaker_session.boto_session)
         try:
             job.wait(poll=poll_s, logs=logs)
         except FailedStatusError as exc:

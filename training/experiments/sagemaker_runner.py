@@ -18,6 +18,7 @@ from pathlib import Path
 
 from convlab.archives import UnsafeMember, read_json_member, safe_extract
 from convlab.s3io import download
+from convlab.sagemaker_setup import created_job_name
 
 from .records import load_records, make_record, record_path, write_json_atomic
 from .runner import StudyRunError, best_run_ids, pending_runs, plan_studies, prepare_runs_folder
@@ -84,7 +85,10 @@ def launch(run, channels: dict[str, str], settings: SageMakerSettings, source_di
     trainer = _trainer(run, settings, source_dir, session)
     inputs = [InputData(channel_name=name, data_source=uri) for name, uri in sorted(channels.items())]
     trainer.train(input_data_config=inputs, wait=False, logs=False)
-    return trainer._latest_training_job.training_job_name
+    name = created_job_name(trainer)
+    if name is None:
+        raise StudyRunError(f"run {run.run_id}: the SageMaker SDK created no training job")
+    return name
 
 
 def read_metrics(s3, artifact_uri: str) -> dict:
