@@ -88,12 +88,19 @@ def download_prefix(s3: Any, uri: str, dest: Path, workers: int = WORKERS) -> li
 
 
 def _stored_md5s(s3: Any, bucket: str, keys: set[str]) -> dict[str, str]:
-    """key -> the ETag of each key that exists (listed once per common prefix of the keys)."""
+    """key -> the ETag of each key that exists (one listing under the keys' common prefix). A bucket
+    that does not exist yet, or cannot be listed, holds none of them as far as an upload can tell."""
+    from botocore.exceptions import ClientError
+
     if not keys:
         return {}
     prefix = _common_prefix(keys)
-    return {obj["Key"]: obj.get("ETag", "").strip('"') for obj in list_objects(s3, bucket, prefix)
-            if obj["Key"] in keys}
+    try:
+        return {obj["Key"]: obj.get("ETag", "").strip('"') for obj in list_objects(s3, bucket, prefix)
+                if obj["Key"] in keys}
+    except ClientError as exc:
+        log.debug("s3://%s/%s cannot be listed (%s): every file counts as new", bucket, prefix, exc)
+        return {}
 
 
 def _common_prefix(keys: set[str]) -> str:

@@ -87,3 +87,8 @@ def test_a_key_that_would_escape_the_folder_is_refused(s3, tmp_path):
     with pytest.raises(ValueError, match=r"object key 'data/\.\./\.\./escape\.bin' would be written outside"):
         s3io.download_prefix(s3, f"s3://{BUCKET}/data/", tmp_path / "dest")
     assert not (tmp_path / "escape.bin").exists()
+
+
+def test_planning_against_a_bucket_that_does_not_exist_yet_reads_all_as_new(aws, folder):
+    plans = s3io.plan_uploads(boto3.client("s3"), "not-created-yet", [(p, p.name) for p in sorted(folder.rglob("*.bin"))[:3]])
+    assert [plan.present for plan in plans] == [False, False, False]
