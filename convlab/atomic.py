@@ -2,10 +2,10 @@
 
 Used by training (run records, IDX files), deploy (batch transform outputs, model.tar.gz) and the
 command line. It lives here, in a leaf module that imports only the standard library, because
-the layering leaves no other place every package may import: serving and deploy never import
-training code, training never imports deploy, and training's staged source dir (the code AWS's
-TensorFlow container runs without convlab installed) carries this module beside `training/`
-(training.local.stage_source_dir).
+the layering leaves no other place both may import: serving and deploy never import training
+code, and training never imports deploy. The training code a SageMaker job runs never writes
+through it (it needs no convlab installed): only the parts that run where convlab is installed
+do (training/experiments/, training.data.write_idx).
 """
 from __future__ import annotations
 

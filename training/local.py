@@ -13,8 +13,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 ENTRY_SCRIPT = "train.py"
 # Parts of the package a training job does not need.
 STAGE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "experiments", "studies", "local.py")
-# convlab's standard-library-only helpers the staged package imports, staged beside it.
-STAGED_HELPERS = ("__init__.py", "atomic.py")
 ENTRY_TEMPLATE = '''"""SageMaker entry point: runs convlab's training with the job's hyperparameters."""
 import sys
 
@@ -27,19 +25,12 @@ if __name__ == "__main__":
 
 def stage_source_dir(dest: str | Path) -> Path:
     """Write a source dir that runs in AWS's TensorFlow training container without convlab installed:
-    train.py (the entry script), the training package, convlab's standard-library helpers it uses
-    (convlab/atomic.py), and requirements.txt."""
+    train.py (the entry script), the training package, and requirements.txt."""
     dest = Path(dest)
     if (dest / "training").exists():
         shutil.rmtree(dest / "training")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(PACKAGE_DIR, dest / "training", ignore=STAGE_IGNORE)
-    helpers = PACKAGE_DIR.parent / "convlab"
-    if (dest / "convlab").exists():
-        shutil.rmtree(dest / "convlab")
-    (dest / "convlab").mkdir()
-    for name in STAGED_HELPERS:
-        shutil.copy(helpers / name, dest / "convlab" / name)
     (dest / ENTRY_SCRIPT).write_text(ENTRY_TEMPLATE)
     shutil.copy(PACKAGE_DIR / "requirements.txt", dest / "requirements.txt")
     return dest

@@ -11,8 +11,6 @@ from typing import Sequence
 
 import numpy as np
 
-from convlab.atomic import atomic_write
-
 from .base import CLASSES_FILE, DataError, check_same_shape, to_nhwc, to_pixels
 
 log = logging.getLogger(__name__)
@@ -140,6 +138,10 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarr
 
 
 def _write_atomic(path: Path, payload: bytes, compress: bool) -> None:
+    # Writing IDX files happens where convlab is installed (tests, the command line); the training
+    # package staged as a SageMaker source dir only reads them, so it needs no convlab module.
+    from convlab.atomic import atomic_write
+
     with atomic_write(path) as raw:
         if compress:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
