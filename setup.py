@@ -15,15 +15,21 @@ CORE = TENSORFLOW + [
     "tqdm>=4.66",
     "starlette>=0.37",
     "uvicorn[standard]>=0.30",
-    "matplotlib>=3.8",
+    # Study specs may be YAML (training/experiments/spec.py); `convlab study` is a core command.
+    "PyYAML>=6.0",
 ]
 EXTRAS = {
     "sdk": ["sagemaker>=3.0"],
+    # The lab report (report/, `convlab report`, the demo's report step) and the notebook's figures.
+    # Serving and training never import matplotlib, so the container image goes without it.
+    "report": ["matplotlib>=3.8"],
     "onnx": ["tf2onnx>=1.16", "onnxruntime>=1.18", "onnx>=1.16"],
     # The embedded AWS (moto server) behind `convlab deploy --sandbox` and the demo.
-    "sandbox": ["moto[server]>=5.2.5"],
+    # deploy/moto_hooks.py wraps moto's server internals: the upper bound keeps moto where
+    # those internals are known (tests/test_moto_hooks.py fails clearly when they move).
+    "sandbox": ["moto[server]>=5.2.5,<5.3"],
     "dev": [
-        "moto[server]>=5.2.5",
+        "moto[server]>=5.2.5,<5.3",
         "pytest>=8.0",
         "httpx>=0.27",
         "flask>=3.0",
@@ -49,6 +55,8 @@ setup(
     description="Train, compare and ship convolutional networks on Amazon SageMaker, or on a laptop.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    # 3.10 and later: archives are extracted with tarfile's "data" filter where the interpreter has it
+    # (3.10.12+, 3.11.4+, 3.12+), and with the same checks done member by member where it does not.
     python_requires=">=3.10",
     packages=find_packages(include=["convlab", "convlab.*", "training", "training.*",
                                     "inference", "inference.*", "deploy", "deploy.*",

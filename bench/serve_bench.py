@@ -185,47 +185,40 @@ def handler_throughput(model_dir: Path, images: np.ndarray, rounds: int = 150) -
     return {name: 256 / statistics.median(values[5:]) for name, values in times.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, help="a trained model_dir with model.onnx and model.keras")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per load level for convlab")
-    parser.add_argument("--naive-requests", type=int, default=320, help="requests per load level for the naive server")
-    parser.add_argument("--cold-start-repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+def measure(model_dir: Path, scratch: Path, args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """(latency and throughput per server and load level, cold start per backend, handler rates)."""
+    images = test_images(500)
+    bodies = [png(image) for image in images]
+    results: dict[str, dict] = {}
 
-    with tempfile.TemporaryDirectory(prefix="serve-bench-") as scratch:
-        model_dir = args.model_dir or train_model(Path(scratch))
-        if not (model_dir / "model.onnx").is_file():
-            raise SystemExit(f"{model_dir}/model.onnx not found: export it with training.onnx_export.export_onnx")
-        images = test_images(500)
-        bodies = [png(image) for image in images]
-        results: dict[str, dict] = {}
+    with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab:
+        warm(convlab.port, bodies[0], 200)
+        for clients in (1, 16):
+            before = json.loads(request(convlab.port, "GET", "/ping")[2])
+            results[f"convlab/{clients}"] = drive(convlab.port, bodies, clients, args.requests)
+            after = json.loads(request(convlab.port, "GET", "/ping")[2])
+            results[f"convlab/{clients}"]["images_per_call"] = (
+                (after["batched_images"] - before["batched_images"])
+                / max(1, after["batched_model_calls"] - before["batched_model_calls"]))
 
-        with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab:
-            warm(convlab.port, bodies[0], 200)
-            for clients in (1, 16):
-                before = json.loads(request(convlab.port, "GET", "/ping")[2])
-                results[f"convlab/{clients}"] = drive(convlab.port, bodies, clients, args.requests)
-                after = json.loads(request(convlab.port, "GET", "/ping")[2])
-                results[f"convlab/{clients}"]["images_per_call"] = (
-                    (after["batched_images"] - before["batched_images"])
-                    / max(1, after["batched_model_calls"] - before["batched_model_calls"]))
+    script = scratch / "naive_server.py"
+    script.write_text(NAIVE_SERVER)
+    port = free_port()
+    naive = LocalServer(model_dir, port=port, command=[sys.executable, str(script), str(model_dir), str(port)])
+    with naive:
+        warm(port, bodies[0], 10)
+        for clients in (1, 16):
+            results[f"naive/{clients}"] = drive(port, bodies, clients, args.naive_requests)
 
-        script = Path(scratch) / "naive_server.py"
-        script.write_text(NAIVE_SERVER)
-        port = free_port()
-        naive = LocalServer(model_dir, port=port, command=[sys.executable, str(script), str(model_dir), str(port)])
-        with naive:
-            warm(port, bodies[0], 10)
-            for clients in (1, 16):
-                results[f"naive/{clients}"] = drive(port, bodies, clients, args.naive_requests)
+    cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in ("onnx", "savedmodel")}
+    throughput = handler_throughput(model_dir, images)
+    return results, cold, throughput
 
-        cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in ("onnx", "savedmodel")}
-        throughput = handler_throughput(model_dir, images)
 
-    print()
+def print_results(model_dir: Path, results: dict, cold: dict, throughput: dict, args: argparse.Namespace) -> None:
     import importlib.util
 
+    print()
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(f"model: {model_dir}   machine: {os.cpu_count()} CPUs   python {sys.version.split()[0]}   "
@@ -255,8 +248,23 @@ def main(argv: list[str] | None = None) -> int:
               ("cold start <= 1.5 s with ONNX", cold["onnx"] <= 1.5, f"{cold['onnx']:.2f} s")]
     for name, met, value in checks:
         print(f"target {name}: {value} ({'met' if met else 'NOT met'})")
-    return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, help="a trained model_dir with model.onnx and model.keras")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per load level for convlab")
+    parser.add_argument("--naive-requests", type=int, default=320, help="requests per load level for the naive server")
+    parser.add_argument("--cold-start-repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as scratch:
+        model_dir = args.model_dir or train_model(Path(scratch))
+        if not (model_dir / "model.onnx").is_file():
+            raise SystemExit(f"{model_dir}/model.onnx not found: export it with training.onnx_export.export_onnx")
+        results, cold, throughput = measure(model_dir, Path(scratch), args)
+    print_results(model_dir, results, cold, throughput, args)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

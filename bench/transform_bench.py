@@ -127,6 +127,51 @@ def start_server(in_process: bool):
     return json.loads(line)["environment"], stop
 
 
+def run_on_s3(args: argparse.Namespace, bodies: dict[str, bytes], base_keys: list[str], plain: "PlainLoop",
+              handler) -> tuple[float, dict, object, dict]:
+    """The plain loop and convlab's transform on the moto S3 server: (plain seconds, plain classes,
+    convlab's summary, convlab's classes)."""
+    import boto3
+
+    from deploy.aws import S3Uri
+    from deploy.stores import S3Store
+    from deploy.transform import run_transform
+
+    environment, stop = start_server(args.in_process)
+    os.environ.update(environment)
+    try:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=f"images/{k}", Body=bodies[k]), bodies))
+        base_seconds, base_pred = plain.run_s3(s3, base_keys)
+        summary = run_transform(S3Store(S3Uri(BUCKET, "images/")), S3Store(S3Uri(BUCKET, "predictions/")),
+                                handler, batch_size=args.batch_size, workers=args.workers, progress=False)
+        ours = {k: json.loads(s3.get_object(Bucket=BUCKET, Key=f"predictions/{k}.out")["Body"].read())
+                ["predictions"][0]["class_index"] for k in base_keys}
+    finally:
+        stop()
+    assert summary.written == len(bodies) and summary.failed == 0, summary.as_dict()
+    return base_seconds, base_pred, summary, ours
+
+
+def run_on_folder(args: argparse.Namespace, bodies: dict[str, bytes], base_keys: list[str], plain: "PlainLoop",
+                  handler, work: Path) -> tuple[float, object]:
+    """The plain loop and convlab's transform on a local folder: (plain seconds, convlab's summary)."""
+    from deploy.stores import LocalStore
+    from deploy.transform import run_transform
+
+    folder = work / "images"
+    for key, body in bodies.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(body)
+    base_seconds = plain.run_folder(folder, work / "baseline-out", base_keys)
+    summary = run_transform(LocalStore(folder), LocalStore(work / "predictions"), handler,
+                            batch_size=args.batch_size, workers=args.workers, progress=False)
+    assert summary.written == len(bodies)
+    return base_seconds, summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
@@ -139,11 +184,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    import boto3
-
-    from deploy.aws import S3Uri
-    from deploy.stores import LocalStore, S3Store
-    from deploy.transform import Handler, run_transform
+    from deploy.transform import Handler
 
     with tempfile.TemporaryDirectory(prefix="transform-bench-") as tmp:
         work = Path(tmp)
@@ -154,31 +195,8 @@ def main() -> int:
         bodies = dict(zip(keys, (png(image) for image in images)))
         base_keys = keys[:args.baseline_images]
         plain, handler = PlainLoop(model_dir), Handler(model_dir)
-
-        environment, stop = start_server(args.in_process)
-        os.environ.update(environment)
-        try:
-            s3 = boto3.client("s3")
-            s3.create_bucket(Bucket=BUCKET)
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=f"images/{k}", Body=bodies[k]), keys))
-            s3_base_seconds, base_pred = plain.run_s3(s3, base_keys)
-            s3_ours = run_transform(S3Store(S3Uri(BUCKET, "images/")), S3Store(S3Uri(BUCKET, "predictions/")),
-                                    handler, batch_size=args.batch_size, workers=args.workers, progress=False)
-            ours = {k: json.loads(s3.get_object(Bucket=BUCKET, Key=f"predictions/{k}.out")["Body"].read())
-                    ["predictions"][0]["class_index"] for k in base_keys}
-        finally:
-            stop()
-        assert s3_ours.written == len(keys) and s3_ours.failed == 0, s3_ours.as_dict()
-
-        folder = work / "images"
-        for key, body in bodies.items():
-            (folder / key).parent.mkdir(parents=True, exist_ok=True)
-            (folder / key).write_bytes(body)
-        local_base_seconds = plain.run_folder(folder, work / "baseline-out", base_keys)
-        local_ours = run_transform(LocalStore(folder), LocalStore(work / "predictions"), handler,
-                                   batch_size=args.batch_size, workers=args.workers, progress=False)
-        assert local_ours.written == len(keys)
+        s3_base_seconds, base_pred, s3_ours, ours = run_on_s3(args, bodies, base_keys, plain, handler)
+        local_base_seconds, local_ours = run_on_folder(args, bodies, base_keys, plain, handler, work)
 
     rows = [("S3", len(base_keys), s3_base_seconds, s3_ours), ("folder", len(base_keys), local_base_seconds, local_ours)]
     agree = np.mean([ours[k] == base_pred[k] for k in base_keys])

@@ -20,6 +20,8 @@ COMMANDS = {
     "launch": ("convlab.launch", "main", "upload data and launch a SageMaker training job (SDK v3)"),
     "demo": ("convlab.demo", "main", "run the lab end to end on this machine"),
 }
+# A library an optional part needs -> the extra that installs it.
+EXTRA_OF = {"matplotlib": "report", "sagemaker": "sdk", "moto": "sandbox", "onnxruntime": "onnx", "tf2onnx": "onnx"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv[:1] or ["--help"])
         return 2
     module_name, function, _ = COMMANDS[argv[0]]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in EXTRA_OF:
+            raise
+        print(f"convlab {argv[0]}: needs {root}, which is not installed: pip install "
+              f"'convlab[{EXTRA_OF[root]}]'", file=sys.stderr)
+        return 1
     return int(getattr(module, function)(argv[1:]) or 0)
 
 

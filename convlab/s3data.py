@@ -9,20 +9,19 @@ channels hold exactly what `convlab train --local` would read:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import tarfile
 from pathlib import Path
 from typing import Any
 
+from convlab.archives import read_json_member
+from convlab.s3io import (TransferError, download, has_objects, list_objects, plan_uploads, split_uri,
+                          upload_files)
 from training.data import DataError, detect, find_fashion_mnist
 from training.data.base import CLASS_FILES
 
 log = logging.getLogger("convlab.launch")
 
 CHANNELS = ("train", "test")
-MD5_METADATA = "convlab-md5"  # object metadata: an unchanged file is not uploaded again
 MISSING_CODES = ("404", "NoSuchKey", "NotFound")
 
 
@@ -72,22 +71,6 @@ def plan_upload(data: str | Path) -> dict[str, list[tuple[Path, str]]]:
     return plan
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _uploaded(s3: Any, bucket: str, key: str, md5: str) -> bool:
-    from botocore.exceptions import ClientError
-    try:
-        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(MD5_METADATA) == md5
-    except ClientError:
-        return False
-
-
 def _dataset_folder(data: str | Path | None) -> Path:
     if data is None:
         data = find_fashion_mnist()
@@ -101,12 +84,11 @@ def plan_transfer(s3: Any, data: str | Path | None, bucket: str, prefix: str) ->
     identical object is already there (then it is skipped)."""
     data = _dataset_folder(data)
     plan, prefix = plan_upload(data), prefix.strip("/")
-    files = []
-    for channel, entries in plan.items():
-        for path, relative in entries:
-            key, md5 = f"{prefix}/{channel}/{relative}", _md5(path)
-            files.append({"channel": channel, "path": path, "key": key, "md5": md5,
-                          "bytes": path.stat().st_size, "present": _uploaded(s3, bucket, key, md5)})
+    entries = [(channel, path, f"{prefix}/{channel}/{relative}") for channel, pairs in plan.items()
+               for path, relative in pairs]
+    uploads = plan_uploads(s3, bucket, [(path, key) for _, path, key in entries])
+    files = [{"channel": channel, "path": path, "key": key, "md5": up.md5, "bytes": up.size,
+              "present": up.present, "upload": up} for (channel, path, key), up in zip(entries, uploads)]
     return {"data": data, "bucket": bucket, "prefix": prefix, "plan": plan, "files": files,
             "channels": {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in plan}}
 
@@ -124,8 +106,6 @@ def describe_transfer(transfer: dict[str, Any]) -> dict[str, Any]:
 def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
                    progress: bool = True) -> dict[str, str]:
     """Upload a data set's files as they are to s3://bucket/prefix/{train,test}/; return the channels."""
-    from boto3.exceptions import S3UploadFailedError
-    from botocore.exceptions import ClientError
     from tqdm import tqdm
 
     transfer = plan_transfer(s3, data, bucket, prefix)
@@ -133,49 +113,39 @@ def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
     bar = tqdm(total=sum(f["bytes"] for f in files), unit="B", unit_scale=True, desc=f"upload {data.name}",
                disable=not progress)
     with bar:
-        for item in files:
-            if item["present"]:
-                bar.update(item["bytes"])
-                continue
-            try:
-                s3.upload_file(str(item["path"]), bucket, item["key"],
-                               ExtraArgs={"Metadata": {MD5_METADATA: item["md5"]}}, Callback=bar.update)
-            except (ClientError, S3UploadFailedError) as exc:
-                raise S3DataError(f"cannot upload {item['path']} to s3://{bucket}/{item['key']}: {exc}") from None
-    for channel in channels:
-        expected = {f["key"] for f in files if f["channel"] == channel}
-        channel_prefix = f"{transfer['prefix']}/{channel}/"
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=channel_prefix).get("Contents", [])
-        extra = [obj["Key"] for obj in listing if obj["Key"] not in expected]
-        if extra:
-            log.warning("%s also holds %d objects not in %s (e.g. %s): the job reads them too",
-                        channels[channel], len(extra), data, extra[0])
+        try:
+            upload_files(s3, bucket, [f["upload"] for f in files], callback=bar.update)
+        except TransferError as exc:
+            raise S3DataError(str(exc)) from None
+    _warn_of_extra_objects(s3, transfer)
     log.info("data %s -> %s (%d files, %d already there)", data, channels, len(files),
              sum(1 for f in files if f["present"]))
     return channels
 
 
+def _warn_of_extra_objects(s3: Any, transfer: dict[str, Any]) -> None:
+    bucket, files = transfer["bucket"], transfer["files"]
+    for channel, uri in transfer["channels"].items():
+        expected = {f["key"] for f in files if f["channel"] == channel}
+        listing = list_objects(s3, bucket, f"{transfer['prefix']}/{channel}/")
+        extra = [obj["Key"] for obj in listing if obj["Key"] not in expected]
+        if extra:
+            log.warning("%s also holds %d objects not in %s (e.g. %s): the job reads them too",
+                        uri, len(extra), transfer["data"], extra[0])
+
+
 def s3_channels(s3: Any, uri: str) -> dict[str, str]:
     """Channels of a data set already in S3: PREFIX/train/ and, when it holds objects, PREFIX/test/."""
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, prefix = split_uri(uri)
     channels = {}
     for channel in CHANNELS:
         key = f"{prefix.strip('/')}/{channel}/".lstrip("/")
-        if s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0):
+        if has_objects(s3, bucket, key):
             channels[channel] = f"s3://{bucket}/{key}"
     if "train" not in channels:
         raise S3DataError(f"--data {uri}: no objects under {uri.rstrip('/')}/train/; expected the training "
                           "data there (and optionally test data under test/)")
     return channels
-
-
-def _archive_member(path: Path, name: str) -> dict[str, Any] | None:
-    with tarfile.open(path, "r:gz") as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.lstrip("./") == name:
-                handle = tar.extractfile(member)
-                return json.loads(handle.read()) if handle else None
-    return None
 
 
 def fetch_metrics(s3: Any, model_uri: str, dest: Path) -> dict[str, Any]:
@@ -189,16 +159,15 @@ def fetch_metrics(s3: Any, model_uri: str, dest: Path) -> dict[str, Any]:
             if not local.exists():
                 continue
         else:
-            bucket, _, key = uri[len("s3://"):].partition("/")
+            bucket, key = split_uri(uri)
             local = dest / Path(key).name
-            local.parent.mkdir(parents=True, exist_ok=True)
             try:
-                s3.download_file(bucket, key, str(local))
+                download(s3, bucket, key, local)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
                     continue
                 raise S3DataError(f"cannot read {uri}: {exc}") from None
-        metrics = _archive_member(local, "metrics.json")
+        metrics = read_json_member(local, "metrics.json")
         if metrics is not None:
             log.info("metrics.json from %s", uri)
             return metrics

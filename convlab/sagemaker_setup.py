@@ -36,6 +36,24 @@ def sagemaker_session(region: str | None = None, bucket: str | None = None, boto
     return Session(boto_session=boto_session, default_bucket=bucket)
 
 
+def created_job_name(trainer: Any) -> str | None:
+    """The name of the training job `trainer.train()` created, None when it created none (a dry
+    run, a local container). Read from the SDK's public `ModelTrainer.output_data`, the URI
+    {output path}/{job name}/output/output.tar.gz of the job it created."""
+    try:
+        uri = trainer.output_data
+    except ValueError:  # no job was created
+        return None
+    return str(uri).rstrip("/").rsplit("/", 3)[-3]
+
+
+def training_job(name: str, boto_session: Any) -> Any:
+    """The SDK's TrainingJob resource of a job, described by name."""
+    from sagemaker.core.resources import TrainingJob
+
+    return TrainingJob.get(training_job_name=name, session=boto_session)
+
+
 def bucket_name(session: Any) -> str:
     """The session's default bucket name, without creating the bucket (Session.default_bucket() does)."""
     return (session._default_bucket or session._default_bucket_name_override

@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from convlab import s3io
 from deploy.errors import AwsCallError, DeployError, Refusal, StepFailed
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,18 @@ INSTANCE_TYPE_MESSAGE = re.compile(
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
-def session(region: str | None = None) -> boto3.session.Session:
-    return boto3.session.Session(region_name=region)
+def session(region: str | None = None, credentials: dict[str, str] | None = None) -> boto3.session.Session:
+    """A boto3 session; `credentials` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) replace the usual chain."""
+    keys = credentials or {}
+    return boto3.session.Session(region_name=region, aws_access_key_id=keys.get("AWS_ACCESS_KEY_ID"),
+                                 aws_secret_access_key=keys.get("AWS_SECRET_ACCESS_KEY"))
 
 
 def client(service: str, region: str | None = None, max_pool: int = 10,
-           endpoint_url: str | None = None) -> Any:
+           endpoint_url: str | None = None, credentials: dict[str, str] | None = None) -> Any:
     """A boto3 client; without `endpoint_url`, AWS_ENDPOINT_URL (a sandbox) is honoured by boto3 itself."""
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=max_pool)
-    return session(region).client(service, config=config, endpoint_url=endpoint_url)
+    return session(region, credentials).client(service, config=config, endpoint_url=endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -186,10 +190,8 @@ def ensure_bucket(s3: Any, bucket: str, create: bool, region: str | None) -> boo
 
 def list_objects(s3: Any, uri: S3Uri) -> Iterator[dict[str, Any]]:
     """Every object under `uri` (paginated): dicts with Key, Size, LastModified, ETag."""
-    paginator = s3.get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
-            yield from page.get("Contents", [])
+        yield from s3io.list_objects(s3, uri.bucket, uri.key)
     except ClientError as exc:
         if error_code(exc) == "NoSuchBucket":
             raise DeployError(f"bucket {uri.bucket!r} (from {uri}) does not exist") from exc

@@ -42,9 +42,9 @@ class Chain:
 
     def __init__(self, opts: DeployOptions) -> None:
         self.opts = opts
-        self.sm = aws.client("sagemaker", opts.region)
-        self.s3 = aws.client("s3", opts.region, max_pool=max(10, opts.workers * 2))
-        self.runtime = aws.client("sagemaker-runtime", opts.region)
+        self.sm = opts.client("sagemaker")
+        self.s3 = opts.client("s3", max_pool=max(10, opts.workers * 2))
+        self.runtime = opts.client("sagemaker-runtime")
         self.region = aws.region_of(self.sm)
         self.created: list[dict[str, str]] = []
         self.output = opts.output or opts.artifacts.child("predictions").as_prefix()
@@ -139,8 +139,9 @@ class Chain:
 
     def locate(self) -> None:
         """Record where the resources live: the endpoint URL (a sandbox) or AWS, region, account."""
-        identity = aws.call(aws.client("sts", self.opts.region), "GetCallerIdentity")
-        self.result["location"] = {"endpoint_url": os.environ.get("AWS_ENDPOINT_URL") or None,
+        identity = aws.call(self.opts.client("sts"), "GetCallerIdentity")
+        endpoint_url = self.opts.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        self.result["location"] = {"endpoint_url": endpoint_url,
                                    "region": self.region, "account": identity["Account"],
                                    "sandbox": self.opts.sandbox}
 

@@ -7,7 +7,6 @@ served archive would answer.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import time
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from deploy.errors import TransformError
+from inference.local import request
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,7 @@ class Endpoint:
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                  timeout: float | None = None) -> tuple[int, dict, bytes]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        finally:
-            connection.close()
+        return request(self.port, method, path, body, headers, host=self.host, timeout=timeout or self.timeout)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Poll GET /ping until it answers 200, as SageMaker does before sending requests."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy import aws
 from deploy.errors import DeployError
@@ -41,6 +42,10 @@ class DeployOptions:
     progress: bool = True
     result_path: Path | None = None
     sandbox: bool = False                   # recorded in the result's location
+    # Where the run's clients call: None is boto3's own configuration (AWS, or AWS_ENDPOINT_URL);
+    # a sandbox passes its URL and the dummy credentials it accepts.
+    endpoint_url: str | None = None
+    credentials: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         aws.check_name(self.name, "run name")
@@ -49,6 +54,10 @@ class DeployOptions:
             raise DeployError(f"steps {unknown or list(self.steps)} not understood: expected some of {STEPS}")
         if not (self.model_dir or self.archive):
             raise DeployError("deploy needs --model-dir (a training model_dir) or --archive (a model.tar.gz)")
+
+    def client(self, service: str, max_pool: int = 10) -> Any:
+        """A boto3 client for this run, at `endpoint_url` with `credentials` when they are set."""
+        return aws.client(service, self.region, max_pool, self.endpoint_url, self.credentials)
 
     def check(self) -> None:
         """Every argument the chosen steps need, checked before anything is created."""

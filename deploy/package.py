@@ -17,8 +17,10 @@ import re
 import shutil
 import tarfile
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from convlab.archives import UnsafeMember, safe_extract, safe_members
+from convlab.atomic import atomic_write
 from deploy.errors import PackageError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,8 @@ def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path
     with tempfile.TemporaryDirectory(prefix="convlab-code-") as tmp:
         code_dir = Path(tmp) / "code"
         _write_code(Path(tmp))
-        partial = out.with_name(out.name + ".partial")
-        with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+        with atomic_write(out, prefix=out.name + ".partial-") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for version in version_dirs(root):
                 _add(tar, version, version.name, mtime)
@@ -97,36 +99,16 @@ def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path
                 elif name == "model.onnx":
                     log.warning("%s has no model.onnx: the archive serves with TensorFlow only", root)
             _add(tar, code_dir, "code", mtime)
-        partial.replace(out)
     members = verify_archive(out)
     log.info("wrote %s (%d members, %.1f KiB)", out, len(members), out.stat().st_size / 1024)
     return out
 
 
-def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
-    name = member.name
-    parts = PurePosixPath(name).parts
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "has an absolute path"
-    if ".." in parts:
-        return "contains '..'"
-    if member.issym() or member.islnk():
-        return f"is a link (to {member.linkname!r})"
-    if member.isdev():
-        return "is a device or FIFO"
-    if not (member.isfile() or member.isdir()):
-        return "is not a plain file or folder"
-    return None
-
-
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    for member in members:
-        reason = _unsafe_reason(member)
-        if reason:
-            raise UnsafeArchiveError(f"{archive}: member {member.name!r} {reason}; refusing to "
-                                     "extract (only plain files and folders inside the archive)")
-    return members
+    try:
+        return safe_members(tar, archive)
+    except UnsafeMember as exc:
+        raise UnsafeArchiveError(str(exc)) from None
 
 
 def _open(archive: Path) -> tarfile.TarFile:
@@ -156,7 +138,7 @@ def verify_archive(archive: str | Path) -> list[str]:
 
 
 def extract_archive(archive: str | Path, dest: str | Path, clean: bool = False) -> Path:
-    """Extract a model.tar.gz safely (tarfile "data" filter semantics, links refused). With
+    """Extract a model.tar.gz safely (every member checked; convlab.archives). With
     `clean`, what an earlier extraction left in dest is removed first, so no file of another
     archive (a model.onnx, a code/inference.py) is served with this one."""
     path, out = Path(archive), Path(dest)
@@ -166,9 +148,8 @@ def extract_archive(archive: str | Path, dest: str | Path, clean: bool = False) 
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     with _open(path) as tar:
-        members = _safe_members(tar, path)
         try:
-            tar.extractall(out, members=members, filter="data")
-        except tarfile.FilterError as exc:
-            raise UnsafeArchiveError(f"{path}: {exc}; refusing to extract") from exc
+            safe_extract(tar, out, path)
+        except UnsafeMember as exc:
+            raise UnsafeArchiveError(str(exc)) from exc
     return out

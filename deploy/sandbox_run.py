@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +17,7 @@ from deploy.errors import SandboxError
 from deploy.fallback import deploy
 from deploy.options import DeployOptions
 from deploy.register import archive_json
-from deploy.sandbox import start_sandbox
+from deploy.sandbox import DUMMY_CREDENTIALS, start_sandbox
 from deploy.score import score_outputs
 from deploy.stores import LocalStore, S3Store
 
@@ -31,12 +31,12 @@ SANDBOX_TRANSFORM_TIMEOUT_S = 60.0
 SANDBOX_POLL_S = 1.0
 
 
-def _copy_predictions(result: dict[str, Any], dest: Path) -> tuple[Path, list[tuple[str, bytes]]] | None:
+def _copy_predictions(result: dict[str, Any], dest: Path, s3: Any) -> tuple[Path, list[tuple[str, bytes]]] | None:
     """Copy the `.out` objects of a sandbox run to `dest`; return (folder, [(key, body)])."""
     uri = (result.get("predictions") or {}).get("s3_uri")
     if not uri:
         return None
-    source = S3Store(aws.S3Uri.parse(uri).as_prefix())
+    source = S3Store(aws.S3Uri.parse(uri).as_prefix(), s3)
     local = LocalStore(dest)
     pairs = []
     for item in source.items():
@@ -61,9 +61,9 @@ def sandbox_options(name: str, *, model_dir: str | Path | None = None, archive: 
                          sandbox=True, **values)
 
 
-def _score(result: dict[str, Any], work_dir: Path, name: str) -> None:
+def _score(result: dict[str, Any], opts: DeployOptions) -> None:
     """Copy the predictions out of the sandbox and score them when their folders name classes."""
-    copied = _copy_predictions(result, work_dir / name / "predictions")
+    copied = _copy_predictions(result, opts.work_dir / opts.name / "predictions", opts.client("s3"))
     if copied is None:
         return
     folder, pairs = copied
@@ -85,23 +85,20 @@ def deploy_in_sandbox(opts: DeployOptions, deny: Sequence[str] = ()) -> dict[str
         raise SandboxError("the sandbox's S3 starts empty: give --input as a local folder of images")
     opts.check()
     sandbox = start_sandbox(region=opts.region or "us-east-1")
-    saved = {key: os.environ.get(key) for key in sandbox.environ()}
-    os.environ.update(sandbox.environ())
+    # Every client of the run is given the sandbox's endpoint and dummy credentials: the process's
+    # environment (and with it any real AWS configuration) is neither read nor changed.
+    opts = replace(opts, region=sandbox.region, endpoint_url=sandbox.endpoint_url,
+                   credentials=dict(DUMMY_CREDENTIALS))
     try:
         if deny:
             sandbox.deny(*deny)
         result = deploy(opts)
         result["sandbox"] = {"endpoint_url": sandbox.endpoint_url, "denied": sandbox.denied()}
-        _score(result, opts.work_dir, opts.name)
+        _score(result, opts)
         Path(result["result_path"]).write_text(json.dumps(result, indent=2, default=str))
         return result
     finally:
         sandbox.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def sandbox_deploy(model_dir: str | Path, images: str | Path, *, name: str = "convlab-demo",

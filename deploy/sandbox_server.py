@@ -9,6 +9,7 @@ import threading
 from typing import Any, Callable
 
 from deploy.errors import SandboxError
+from deploy.moto_hooks import action_of, cache_module_listing, json_error, sagemaker_backend, wrap_dispatch
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,11 @@ def _fail_created(response: Any) -> None:
     """After a Create* this server was told to fail: mark what it created Failed, with the reason."""
     with LOCK:
         failures = dict(FAILURES.get(_port(response), {}))
-    action = f"sagemaker:{response._get_action()}"
+    action = f"sagemaker:{action_of(response)}"
     if action not in failures:
         return
-    from moto.sagemaker.models import sagemaker_backends
     field_name, collection, status = FAILABLE[action]
-    backend = sagemaker_backends[response.current_account][response.region]
+    backend = sagemaker_backend(response)
     created = getattr(backend, collection).get(_params(response).get(field_name))
     if created is not None:
         setattr(created, status, failures[action][0])
@@ -107,55 +107,45 @@ def _refusal(response: Any) -> tuple[int, dict[str, str], str] | None:
         policy = dict(POLICIES.get(_port(response), {}))
     if not policy:
         return None
-    action = f"sagemaker:{response._get_action()}"
+    action = f"sagemaker:{action_of(response)}"
     if action not in policy:
         return None
-    from moto.core.exceptions import JsonRESTError
     params = _params(response)
     account, region = response.current_account, response.region
     code, message = policy[action]
     message = message or lab_deny_message(
         action, _resource_arn(action, params, response.parsed_url.path, account, region), account)
-    error = JsonRESTError(code, message)
     log.info("sandbox refused %s with %s", action, code)
-    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amzn-ErrorType": code}
-    return error.code, headers, error.get_body()
+    return json_error(code, message)
 
 
 def _not_implemented(response: Any) -> tuple[int, dict[str, str], str]:
     """moto lacks the operation: answer an AWS-shaped error, not an HTML 500 page."""
-    operation = response._get_action()
+    operation = action_of(response)
     body = json.dumps({"__type": "NotImplemented",
                        "message": f"the sandbox (moto) does not implement {operation}"})
     return 501, {"Content-Type": "application/x-amz-json-1.1", "X-Amzn-ErrorType": "NotImplemented"}, body
 
 
+def _dispatch(response: Any, original: Callable[[Any], Any]) -> Any:
+    refused = _refusal(response)
+    if refused:
+        return refused
+    try:
+        answer = original(response)
+    except NotImplementedError:
+        return _not_implemented(response)
+    _fail_created(response)
+    return answer
+
+
 def install_hooks() -> None:
-    """Once per process: wrap moto's SageMaker and SageMaker Runtime dispatch so a policy can
-    refuse calls, and list moto's service packages once instead of on every request (moto's
-    server lists its package folder per request to route it: half of an S3 GET's server time)."""
+    """Once per process: route moto's SageMaker and SageMaker Runtime dispatch through the
+    policies, and have moto's server list its service packages once (deploy.moto_hooks)."""
     global _installed
     with LOCK:
         if _installed:
             return
-        from moto import backends
-        modules = tuple(backends.list_of_moto_modules())
-        backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
-        from moto.sagemaker.responses import SageMakerResponse
-        from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
-        for cls in (SageMakerResponse, SageMakerRuntimeResponse):
-            original: Callable[..., Any] = cls.call_action
-
-            def call_action(self: Any, _original: Callable[..., Any] = original) -> Any:
-                refused = _refusal(self)
-                if refused:
-                    return refused
-                try:
-                    answer = _original(self)
-                except NotImplementedError:
-                    return _not_implemented(self)
-                _fail_created(self)
-                return answer
-
-            cls.call_action = call_action  # type: ignore[method-assign]
+        cache_module_listing()
+        wrap_dispatch(_dispatch)
         _installed = True

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from convlab import s3io
+from convlab.atomic import write_bytes_atomic
 from deploy.aws import S3Uri, client, is_s3, list_objects
 from deploy.errors import TransformError
 
@@ -50,7 +51,7 @@ class S3Store:
     def __str__(self) -> str:
         return str(self.uri)
 
-    def _key(self, relative: str) -> str:
+    def key(self, relative: str) -> str:
         if not self.uri.key:
             return relative
         return self.uri.key + ("" if self.uri.key.endswith("/") else "/") + relative
@@ -64,14 +65,14 @@ class S3Store:
             yield Item(relative, int(obj["Size"]), obj["LastModified"].timestamp())
 
     def read(self, relative: str) -> bytes:
-        return self.s3.get_object(Bucket=self.uri.bucket, Key=self._key(relative))["Body"].read()
+        return self.s3.get_object(Bucket=self.uri.bucket, Key=self.key(relative))["Body"].read()
 
     def write(self, relative: str, body: bytes, content_type: str) -> None:
-        self.s3.put_object(Bucket=self.uri.bucket, Key=self._key(relative), Body=body,
+        self.s3.put_object(Bucket=self.uri.bucket, Key=self.key(relative), Body=body,
                            ContentType=content_type)
 
     def location(self, relative: str) -> str:
-        return f"s3://{self.uri.bucket}/{self._key(relative)}"
+        return f"s3://{self.uri.bucket}/{self.key(relative)}"
 
 
 class LocalStore:
@@ -104,15 +105,7 @@ class LocalStore:
 
     def write(self, relative: str, body: bytes, content_type: str) -> None:
         final = self._path(relative)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=final.name + PARTIAL_MARK, dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(body)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(final, body, prefix=final.name + PARTIAL_MARK)
 
     def location(self, relative: str) -> str:
         return str(self.root / relative)
@@ -132,14 +125,13 @@ def open_store(location: str | Path, s3: Any | None = None, pool: int = 32) -> S
 
 
 def upload_folder(source: LocalStore, dest: S3Store, workers: int = 8) -> int:
-    """Copy every file under a local folder to an S3 prefix, keeping relative keys."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = list(source.items())
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda i: dest.write(i.relative, source.read(i.relative),
-                                           "application/octet-stream"), items))
-    return len(items)
+    """Copy every file under a local folder to an S3 prefix, keeping relative keys (an object
+    already holding the same bytes is not sent again)."""
+    files = [(source.root / item.relative, dest.key(item.relative)) for item in source.items()]
+    plans = s3io.plan_uploads(dest.s3, dest.uri.bucket, files, workers)
+    s3io.upload_files(dest.s3, dest.uri.bucket, plans, workers,
+                      extra_args={"ContentType": "application/octet-stream"})
+    return len(files)
 
 
 def completed_outputs(out: S3Store | LocalStore) -> dict[str, float]:

@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -32,39 +31,15 @@ from . import decoders, encoders, page
 from .batching import MicroBatcher
 from .context import CUSTOM_ATTRIBUTES, RequestContext
 from .errors import BadInput, InferenceError, PayloadTooLarge
-from .model_threads import ModelThreads
 from .overrides import Handler, load_handler
+from .serving_state import ServingState
+from .settings import ServeSettings, settings_from_environment
 
 log = logging.getLogger("convlab.serve")
 access_log = logging.getLogger("convlab.serve.access")
 
-SETTINGS_ENV = "CONVLAB_SERVE_SETTINGS"
 THREAD_DECODE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop
 DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many limits, then the connection closes
-
-
-@dataclass
-class ServeSettings:
-    model_dir: str
-    host: str = "0.0.0.0"
-    port: int = 8080
-    workers: int = 1
-    timeout: float = 60.0
-    max_payload_mb: float = 6.0
-    max_batch: int = 64
-    batch_wait_ms: float = 2.0
-    backend: str = "auto"
-    model_threads: int = 4
-    stall_ms: float = 100.0
-    # Set by SageMaker in a batch transform container (SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY,
-    # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS); /execution-parameters reflects them.
-    batch: bool = False
-    batch_strategy: str = "MULTI_RECORD"
-    max_concurrent_transforms: int | None = None
-
-    @property
-    def max_payload_bytes(self) -> int:
-        return int(self.max_payload_mb * 1024 * 1024)
 
 
 def error_status(exc: BaseException) -> int | None:
@@ -80,51 +55,6 @@ def error_status(exc: BaseException) -> int | None:
 
 def json_response(document: dict, status: int, headers: dict | None = None) -> Response:
     return Response(json.dumps(document), status_code=status, media_type="application/json", headers=headers)
-
-
-class ServingState:
-    def __init__(self, settings: ServeSettings, handler: Handler, on_fatal: Callable[[], None]):
-        self.settings = settings
-        self.handler = handler
-        self.on_fatal = on_fatal
-        self.model = None
-        self.ready = False
-        self.started = time.perf_counter()
-        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000, settings.timeout)
-        self.batcher: MicroBatcher | None = None
-
-    def expected_shape(self):
-        prep = getattr(self.model, "preprocessing", None)
-        return getattr(prep, "shape", None)
-
-    async def load(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self.model = await loop.run_in_executor(None, self.handler.model_fn, self.settings.model_dir)
-        except Exception:
-            log.exception("model_fn failed to load %s; the server stops", self.settings.model_dir)
-            self.on_fatal()
-            return
-        if self.handler.all_convlab:
-            await loop.run_in_executor(None, self._warm_up)
-        self.ready = True
-        log.info("model ready after %.2f s (%s)", time.perf_counter() - self.started,
-                 getattr(self.model, "info", {}).get("backend", "user model_fn"))
-
-    def _warm_up(self) -> None:
-        """Decode, predict and encode one image so the first client does not pay for lazy imports."""
-        import io
-
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.new("L", (2, 2)).save(buffer, "PNG")
-        context = RequestContext("image/png", "application/json", model=self.model)
-        data = self.handler.run_input(buffer.getvalue(), "image/png", context)
-        self.handler.run_output(self.handler.run_predict(data, self.model), "application/json", context)
-
-    def predict_batch(self, batch: np.ndarray):
-        return self.handler.predict_fn(batch, self.model)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -314,14 +244,10 @@ def app_from_environment() -> Starlette:
     """Factory for multi-worker servers: each worker process builds its app from the settings the
     main process left in $CONVLAB_SERVE_SETTINGS."""
     configure_logging()  # worker processes are spawned without the parent's logging setup
-    return build_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])), load_in_background=False)
+    return build_app(settings_from_environment(), load_in_background=False)
 
 
 def configure_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def settings_to_environment(settings: ServeSettings) -> None:
-    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))

@@ -79,7 +79,7 @@ def default_model_dir() -> str:
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "serve", default_host: str = CONTAINER_HOST):
-    from .app import ServeSettings
+    from .settings import ServeSettings
     from .backends import BACKENDS
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
 
     import uvicorn
 
-    from .app import build_app, settings_to_environment
+    from .app import build_app
+    from .settings import settings_to_environment
     from .draining import DrainingServer
     from .overrides import UserModuleError, load_handler
 

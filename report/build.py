@@ -92,9 +92,8 @@ def _best(records: list[dict], runs: Path, model_type: str | None = None) -> dic
     return max(kept, key=lambda r: (r["val_accuracy"], -r["val_loss"], r["run_id"])) if kept else None
 
 
-def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None) -> dict:
-    """Write the report of `runs` to `out`/`name`; return the paths written."""
-    runs = Path(runs)
+def _read_runs(runs: Path, data: str | None) -> tuple[dict, list, list[dict], dict[str, list[str]]]:
+    """(channels, studies, the records of their runs, run id -> the study settings it belongs to)."""
     manifest = runs / "data.json"
     if not manifest.is_file():
         raise ReportError(f"{runs}: not a runs folder (no data.json); run a study into it first "
@@ -114,13 +113,10 @@ def build_report(runs: str | Path, name: str, out: str | Path = "reports", data:
     records = [all_records[rid] for rid in sorted(memberships) if rid in all_records]
     if not records:
         raise ReportError(f"{runs}/records: no run of the studies {[s.name for s in studies]} is recorded yet")
+    return channels, studies, records, memberships
 
-    folder = Path(out) / name
-    shutil.rmtree(folder / "figures", ignore_errors=True)
-    (folder / "figures").mkdir(parents=True, exist_ok=True)
-    document = Document(f"convlab lab report: {name}")
-    document.add(*overview(name, studies, records))
 
+def _data_section(document: Document, channels: dict, folder: Path) -> None:
     try:
         from training.data import load_channels
 
@@ -130,10 +126,12 @@ def build_report(runs: str | Path, name: str, out: str | Path = "reports", data:
         log.warning("no data section: %s", exc)
         document.add(Heading("Data"), Paragraph(f"The data could not be read for the EDA figures ({exc}); pass "
                                                 "--data DIR with a local copy of the training channel."))
+
+
+def _study_sections(document: Document, studies: list, records: list[dict], runs: Path, folder: Path) -> None:
     classes = records[0]["classes"]
     baseline = next((s for s in studies if s.factor == "model"), None)
-    best_cnn = _best(records, runs, "cnn")
-    document.add(*sections.architecture_section(baseline, best_cnn))
+    document.add(*sections.architecture_section(baseline, _best(records, runs, "cnn")))
     if baseline:
         document.add(*sections.baseline_section(baseline, classes, folder))
     others = [s for s in studies if s is not baseline]
@@ -141,7 +139,10 @@ def build_report(runs: str | Path, name: str, out: str | Path = "reports", data:
         document.add(Heading("Studies: one factor at a time"))
         for study in others:
             document.add(*sections.study_section(study, folder))
-    best = _best(records, runs)
+
+
+def _model_sections(document: Document, records: list[dict], runs: Path, channels: dict, folder: Path) -> None:
+    best_cnn, best = _best(records, runs, "cnn"), _best(records, runs)
     if best_cnn:
         document.add(*sections.inside_section(best_cnn, runs / "models" / best_cnn["run_id"], channels, folder))
     if best:
@@ -149,6 +150,20 @@ def build_report(runs: str | Path, name: str, out: str | Path = "reports", data:
     if not best_cnn or not best:
         document.add(Paragraph("No trained model was kept in the runs folder's models/, so the figures that need "
                                "one (filters, feature maps, misclassified examples) are missing."))
+
+
+def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None) -> dict:
+    """Write the report of `runs` to `out`/`name`; return the paths written."""
+    runs = Path(runs)
+    channels, studies, records, memberships = _read_runs(runs, data)
+    folder = Path(out) / name
+    shutil.rmtree(folder / "figures", ignore_errors=True)
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    document = Document(f"convlab lab report: {name}")
+    document.add(*overview(name, studies, records))
+    _data_section(document, channels, folder)
+    _study_sections(document, studies, records, runs, folder)
+    _model_sections(document, records, runs, channels, folder)
     document.add(*method(records), records_table(records, memberships))
     paths = write_report(document, folder)
     paths["figures"] = [folder / p for p in document.figures()]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.explain_export import block_ends
+
 from .plotting import plt, save
 
 
@@ -30,18 +32,6 @@ def predict(model, images: np.ndarray, rescale: float = 1.0 / 255.0, batch: int 
     out = [np.asarray(model(images[i:i + batch].astype(np.float32) * rescale, training=False))
            for i in range(0, len(images), batch)]
     return np.concatenate(out)
-
-
-def conv_blocks(model) -> list[str]:
-    """Name of the layer that ends each conv block (its pooling, else its last ReLU)."""
-    names = [layer.name for layer in model.layers]
-    blocks = sorted({int(n[5:].split("_")[0]) for n in names if n.startswith("block") and "_" in n})
-    ends = []
-    for block in blocks:
-        members = [n for n in names if n.startswith(f"block{block}_")]
-        pooled = f"block{block}_pool"
-        ends.append(pooled if pooled in members else [n for n in members if "_relu" in n][-1])
-    return ends
 
 
 def first_layer_filters(model, path: Path) -> Path:
@@ -70,7 +60,7 @@ def feature_maps(model, image: np.ndarray, title: str, path: Path, per_block: in
     figure and each block's output size ("14x14x32")."""
     import keras
 
-    ends = conv_blocks(model)
+    ends = block_ends(model)
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in ends])
     outputs = probe([image[None].astype(np.float32) / 255.0], training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]

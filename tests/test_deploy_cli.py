@@ -133,3 +133,14 @@ def test_sandbox_runner_does_not_import_the_command_line():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_sandbox_deploy_passes_its_endpoint_to_the_clients_and_leaves_the_environment(
+        trained_model_dir, images_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers there
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    result = sandbox_deploy(trained_model_dir, images_dir, name="env", work_dir=tmp_path, progress=False)
+    assert result["served_by"] == "local" and result["location"]["endpoint_url"] == result["sandbox"]["endpoint_url"]
+    assert dict(os.environ) == before

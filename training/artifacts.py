@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .hyperparameters import TrainingParams
-from .models import ModelConfig
+from .models import ModelConfig, model_summary
 
 log = logging.getLogger("convlab.train")
 
@@ -21,6 +21,40 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> li
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)
     return matrix.tolist()
+
+
+def metrics_document(model, params: TrainingParams, config: ModelConfig, data: dict, state: dict,
+             val_loss: float, val_accuracy: float, probabilities: np.ndarray) -> tuple[dict, dict]:
+    """The metrics.json document (without training_seconds) and the model summary."""
+    y_test = data["test"][1]
+    predicted = probabilities.argmax(axis=1)
+    picked = probabilities[np.arange(len(y_test)), y_test]
+    summary = model_summary(model)
+    seconds = state["seconds_per_epoch"]
+    metrics = {
+        "model_type": config.model,
+        "config": config.to_dict(),
+        "hyperparameters": params.to_dict(),
+        "seed": params.seed,
+        "params": summary["total_params"],
+        "flops_per_image": summary["flops_per_image"],
+        "epochs_completed": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "history": state["history"],
+        "seconds_per_epoch": seconds,
+        "mean_seconds_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
+        "val_accuracy": val_accuracy,
+        "val_loss": val_loss,
+        "test_accuracy": float((predicted == y_test).mean()),
+        "test_loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()),
+        "confusion_matrix": confusion(y_test, predicted, config.num_classes),
+        "classes": data["classes"],
+        "num_train": int(len(data["train"][1])),
+        "num_val": int(len(data["val"][1])),
+        "num_test": int(len(y_test)),
+        "data_source": data["source"],
+    }
+    return metrics, summary
 
 
 def export_saved_model(model, config: ModelConfig, path: Path) -> None:

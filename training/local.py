@@ -40,21 +40,9 @@ def download_s3_prefix(uri: str, dest: Path) -> Path:
     """Copy every object under s3://bucket/prefix into dest, keeping the relative keys."""
     import boto3
 
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    s3 = boto3.client("s3")
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            if key.endswith("/"):
-                continue
-            relative = key[len(prefix):].lstrip("/") or Path(key).name
-            target = dest / relative
-            if not target.resolve().is_relative_to(dest.resolve()):
-                raise ValueError(f"{uri}: object key {key!r} would be written outside {dest}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
-            count += 1
+    from convlab.s3io import download_prefix
+
+    count = len(download_prefix(boto3.client("s3"), uri, dest))
     if count == 0:
         raise FileNotFoundError(f"channel {uri}: no objects under this S3 prefix")
     log.info("downloaded %d objects from %s", count, uri)

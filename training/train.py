@@ -38,12 +38,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from . import checkpoints, distributed, environment  # noqa: E402
-from .artifacts import confusion, write_artifacts  # noqa: E402
+from .artifacts import metrics_document, write_artifacts  # noqa: E402
 from .callbacks import EpochRecorder, metric_line  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
 from .environment import is_chief  # noqa: E402
 from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
-from .models import ConfigError, ModelConfig, build_model, model_summary  # noqa: E402
+from .models import ConfigError, ModelConfig, build_model  # noqa: E402
 
 log = logging.getLogger("convlab.train")
 metrics_log = logging.getLogger("convlab.metrics")
@@ -188,7 +188,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
         model.set_weights(recorder.best_weights)  # model selection on the validation split only
 
     val_loss, val_accuracy, probabilities = _evaluate(model, val_ds, test_ds, config, multi_worker)
-    metrics, summary = _metrics(model, params, config, data, state, val_loss, val_accuracy, probabilities)
+    metrics, summary = metrics_document(model, params, config, data, state, val_loss, val_accuracy, probabilities)
     metrics["training_seconds"] = time.perf_counter() - started
     metrics_log.info(metric_line(final="test", test_loss=metrics["test_loss"], test_accuracy=metrics["test_accuracy"],
                                  val_accuracy=val_accuracy, params=summary["total_params"]))
@@ -220,40 +220,6 @@ def _datasets(data: dict, params: TrainingParams, config: ModelConfig, epochs_do
             return x, tf.one_hot(y, config.num_classes)
         train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
     return train_ds, val_ds, test_ds
-
-
-def _metrics(model, params: TrainingParams, config: ModelConfig, data: dict, state: dict,
-             val_loss: float, val_accuracy: float, probabilities: np.ndarray) -> tuple[dict, dict]:
-    """The metrics.json document (without training_seconds) and the model summary."""
-    y_test = data["test"][1]
-    predicted = probabilities.argmax(axis=1)
-    picked = probabilities[np.arange(len(y_test)), y_test]
-    summary = model_summary(model)
-    seconds = state["seconds_per_epoch"]
-    metrics = {
-        "model_type": config.model,
-        "config": config.to_dict(),
-        "hyperparameters": params.to_dict(),
-        "seed": params.seed,
-        "params": summary["total_params"],
-        "flops_per_image": summary["flops_per_image"],
-        "epochs_completed": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "history": state["history"],
-        "seconds_per_epoch": seconds,
-        "mean_seconds_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
-        "val_accuracy": val_accuracy,
-        "val_loss": val_loss,
-        "test_accuracy": float((predicted == y_test).mean()),
-        "test_loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()),
-        "confusion_matrix": confusion(y_test, predicted, config.num_classes),
-        "classes": data["classes"],
-        "num_train": int(len(data["train"][1])),
-        "num_val": int(len(data["val"][1])),
-        "num_test": int(len(y_test)),
-        "data_source": data["source"],
-    }
-    return metrics, summary
 
 
 def configure_logging() -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import re
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -140,18 +138,16 @@ def read_pairs(pairs: Sequence[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarr
 
 
 def _write_atomic(path: Path, payload: bytes, compress: bool) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if compress:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-                    gz.write(payload)
-            else:
-                raw.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Writing IDX files happens where convlab is installed (tests, the command line); the training
+    # package staged as a SageMaker source dir only reads them, so it needs no convlab module.
+    from convlab.atomic import atomic_write
+
+    with atomic_write(path) as raw:
+        if compress:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+                gz.write(payload)
+        else:
+            raw.write(payload)
 
 
 def write_idx(dest_dir, images, labels, prefix: str = "train", gzip: bool = True,

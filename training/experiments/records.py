@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from convlab.atomic import atomic_write
 
 # Hyperparameters that change how a run is reported or exported, not what it learns.
 NON_RESULT_KEYS = ("verbose", "export_onnx", "class_names")  # names do not change a result
@@ -89,17 +89,10 @@ def check_record(record: dict, source: str) -> dict:
 
 
 def write_json_atomic(path: Path, document) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write JSON beside `path`, then rename: a reader never sees half a file."""
+    with atomic_write(path, "w") as stream:
+        json.dump(document, stream, indent=2, sort_keys=True)
+        stream.write("\n")
 
 
 def records_dir(runs: Path) -> Path:

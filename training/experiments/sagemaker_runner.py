@@ -16,6 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from convlab.archives import UnsafeMember, read_json_member, safe_extract
+from convlab.s3io import download
+from convlab.sagemaker_setup import created_job_name
+
 from .records import load_records, make_record, record_path, write_json_atomic
 from .runner import StudyRunError, best_run_ids, pending_runs, plan_studies, prepare_runs_folder
 from .spec import Study
@@ -81,7 +85,10 @@ def launch(run, channels: dict[str, str], settings: SageMakerSettings, source_di
     trainer = _trainer(run, settings, source_dir, session)
     inputs = [InputData(channel_name=name, data_source=uri) for name, uri in sorted(channels.items())]
     trainer.train(input_data_config=inputs, wait=False, logs=False)
-    return trainer._latest_training_job.training_job_name
+    name = created_job_name(trainer)
+    if name is None:
+        raise StudyRunError(f"run {run.run_id}: the SageMaker SDK created no training job")
+    return name
 
 
 def read_metrics(s3, artifact_uri: str) -> dict:
@@ -91,23 +98,24 @@ def read_metrics(s3, artifact_uri: str) -> dict:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         raise StudyRunError(f"{artifact_uri}: the job reported this model artifact but it does not exist") from None
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
-        member = next((m for m in archive.getmembers() if m.name.lstrip("./") == "metrics.json"), None)
-        if member is None:
-            raise StudyRunError(f"{artifact_uri}: no metrics.json at the top of the archive; was it written "
-                                "by convlab's training entry point?")
-        return json.loads(archive.extractfile(member).read())
+    metrics = read_json_member(io.BytesIO(body), "metrics.json")
+    if metrics is None:
+        raise StudyRunError(f"{artifact_uri}: no metrics.json at the top of the archive; was it written "
+                            "by convlab's training entry point?")
+    return metrics
 
 
 def download_model(s3, artifact_uri: str, dest: Path) -> Path:
     """Extract a job's model.tar.gz into dest (a local model_dir for the report's figures)."""
     bucket, key = _s3_parts(artifact_uri)
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile() as handle:
-        s3.download_fileobj(bucket, key, handle)
-        handle.seek(0)
-        with tarfile.open(fileobj=handle, mode="r:gz") as archive:
-            archive.extractall(dest, filter="data")
+    with tempfile.TemporaryDirectory(prefix="convlab-model-") as scratch:
+        archive = download(s3, bucket, key, Path(scratch) / "model.tar.gz")
+        with tarfile.open(archive, "r:gz") as tar:
+            try:
+                safe_extract(tar, dest, artifact_uri)
+            except UnsafeMember as exc:
+                raise StudyRunError(str(exc)) from None
     return dest
 
 

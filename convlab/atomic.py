@@ -1,0 +1,41 @@
+"""Write a file so that no reader ever sees half of it: write beside it, then rename into place.
+
+Used by training (run records, IDX files), deploy (batch transform outputs, model.tar.gz) and the
+command line. It lives here, in a leaf module that imports only the standard library, because
+the layering leaves no other place both may import: serving and deploy never import training
+code, and training never imports deploy. The training code a SageMaker job runs never writes
+through it (it needs no convlab installed): only the parts that run where convlab is installed
+do (training/experiments/, training.data.write_idx).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", prefix: str | None = None) -> Iterator[IO]:
+    """Open a temporary file beside `path` for writing; on success it replaces `path` at once.
+
+    On any error (or interruption) the temporary file is removed and `path` is left as it was.
+    `prefix` names the temporary file (default `.<name>.`), so a reader can tell one from a result.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=prefix or f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(handle, mode, encoding=encoding) as stream:
+            yield stream
+        os.replace(temporary, final)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | Path, body: bytes, prefix: str | None = None) -> None:
+    with atomic_write(path, "wb", prefix) as stream:
+        stream.write(body)

@@ -1,0 +1,63 @@
+"""What the running server holds: the handler, the model once loaded (in the background, with one
+warm-up prediction), the model threads and the micro-batcher."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+import numpy as np
+
+from .batching import MicroBatcher
+from .context import RequestContext
+from .model_threads import ModelThreads
+from .overrides import Handler
+from .settings import ServeSettings
+
+log = logging.getLogger("convlab.serve")
+
+
+class ServingState:
+    def __init__(self, settings: ServeSettings, handler: Handler, on_fatal: Callable[[], None]):
+        self.settings = settings
+        self.handler = handler
+        self.on_fatal = on_fatal
+        self.model = None
+        self.ready = False
+        self.started = time.perf_counter()
+        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000, settings.timeout)
+        self.batcher: MicroBatcher | None = None
+
+    def expected_shape(self):
+        prep = getattr(self.model, "preprocessing", None)
+        return getattr(prep, "shape", None)
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.model = await loop.run_in_executor(None, self.handler.model_fn, self.settings.model_dir)
+        except Exception:
+            log.exception("model_fn failed to load %s; the server stops", self.settings.model_dir)
+            self.on_fatal()
+            return
+        if self.handler.all_convlab:
+            await loop.run_in_executor(None, self._warm_up)
+        self.ready = True
+        log.info("model ready after %.2f s (%s)", time.perf_counter() - self.started,
+                 getattr(self.model, "info", {}).get("backend", "user model_fn"))
+
+    def _warm_up(self) -> None:
+        """Decode, predict and encode one image so the first client does not pay for lazy imports."""
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("L", (2, 2)).save(buffer, "PNG")
+        context = RequestContext("image/png", "application/json", model=self.model)
+        data = self.handler.run_input(buffer.getvalue(), "image/png", context)
+        self.handler.run_output(self.handler.run_predict(data, self.model), "application/json", context)
+
+    def predict_batch(self, batch: np.ndarray):
+        return self.handler.predict_fn(batch, self.model)
