@@ -322,6 +322,9 @@ def test_the_serve_only_image_holds_no_tensorflow_and_answers_like_the_full_imag
                  "import importlib.util as u; print(u.find_spec('tensorflow') is None, "
                  "u.find_spec('matplotlib') is None)"], timeout=120)
     assert probe.stdout.split() == ["True", "True"], probe.stdout + probe.stderr
+    full = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", convlab_image, "-c",
+                "import importlib.util as u; print(u.find_spec('matplotlib') is None)"], timeout=120)
+    assert full.stdout.split() == ["True"], "the full image holds matplotlib: " + full.stdout + full.stderr
     images = fashion_test_images[0][:100]
     npy = io.BytesIO()
     np.save(npy, images)
