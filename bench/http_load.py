@@ -21,22 +21,46 @@ class Target:
     bodies: list
     path: str = "/invocations"
     content_type: str = "image/png"
+    pid: int | None = None  # the server process: its CPU time (with its children's) is reported
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its children so far (0 without a pid)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 @dataclass
 class Load:
     latencies: list = field(default_factory=list)
     seconds: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
 
     def add(self, other: "Load") -> None:
         self.latencies.extend(other.latencies)
         self.seconds += other.seconds
+        self.server_cpu += other.server_cpu
+        self.client_cpu += other.client_cpu
 
     def summary(self) -> dict:
         ordered = sorted(self.latencies)
         return {"requests": len(ordered), "rps": len(ordered) / self.seconds,
                 "p50": statistics.median(ordered) * 1000,
-                "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000}
+                "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+                "server_cpu_ms": self.server_cpu * 1000 / len(ordered),
+                "client_cpu_ms": self.client_cpu * 1000 / len(ordered)}
 
 
 def drive(target: Target, clients: int, total: int, offset: int = 0) -> Load:
@@ -69,14 +93,16 @@ def drive(target: Target, clients: int, total: int, offset: int = 0) -> Load:
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
+    cpu_before, client_before = cpu_seconds(target.pid), time.process_time()
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    server_cpu, client_cpu = cpu_seconds(target.pid) - cpu_before, time.process_time() - client_before
     if errors:
         raise RuntimeError(f"{target.name}: {len(errors)} requests failed: {errors[:3]}")
-    return Load(latencies, elapsed)
+    return Load(latencies, elapsed, server_cpu, client_cpu)
 
 
 def interleaved(targets: list[Target], clients: int, total: int, rounds: int) -> dict[str, dict]:

@@ -159,9 +159,10 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
     results: dict = {"mlserver_ready_s": mlserver_ready}
     try:
         with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab, bare:
-            targets = [Target("convlab", convlab.port, bodies), Target("bare", bare.port, bodies),
+            targets = [Target("convlab", convlab.port, bodies, pid=convlab.process.pid),
+                       Target("bare", bare.port, bodies, pid=bare.process.pid),
                        Target("mlserver", mlserver_port, [serve_peers.v2_body(image) for image in images],
-                              f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json")]
+                              f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json", mlserver.pid)]
             results["agreement"] = agreement(targets[0], targets[2])
             for target in targets:
                 warm(target, 200)
@@ -200,12 +201,14 @@ def print_rows(results: dict, model_dir: Path) -> None:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(f"model: {model_dir}   machine: {os.cpu_count()} CPUs   python {sys.version.split()[0]}   "
           f"uvicorn: {http} parser, {loop} event loop   mlserver {serve_peers.mlserver_version()}")
-    print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
+          f"{'CPU ms/req: server':>20}{'client':>8}")
     for name in ("bare", "convlab", "mlserver", "naive"):
         for clients in (1, 16):
             row = results[f"{name}/{clients}"]
+            cpu = f"{row['server_cpu_ms']:.3f}" if name != "naive" else "-"
             print(f"{name:<10}{clients:>8}{row['requests']:>10}{row['p50']:>10.2f}{row['p99']:>10.2f}"
-                  f"{row['rps']:>10.0f}")
+                  f"{row['rps']:>10.0f}{cpu:>20}{row['client_cpu_ms']:>8.3f}")
     print()
 
 
