@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.http_load import Target, drive, interleaved  # noqa: E402
 from bench import serve_peers  # noqa: E402
+from bench.serve_stages import handler_stages  # noqa: E402
 from inference.local import LocalServer, free_port, request  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -228,6 +229,17 @@ def print_extras(results: dict, cold: dict, throughput: dict, args: argparse.Nam
     print()
 
 
+def print_stages(results: dict, stages: dict) -> None:
+    """Server CPU per request beyond the bare app, against the handler's own work at batch 1."""
+    for clients in (1, 16):
+        extra = results[f"convlab/{clients}"]["server_cpu_ms"] - results[f"bare/{clients}"]["server_cpu_ms"]
+        print(f"{clients:>2} client(s): convlab's server CPU beyond the bare app {extra:.3f} ms/request")
+    print(f"handler at batch 1, in process: decode {stages['decode']:.3f} + predict {stages['predict']:.3f} + "
+          f"encode {stages['encode']:.3f} = {stages['handler']:.3f} ms; the rest of the CPU beyond the bare app "
+          "is the app's request path (body, context, micro-batcher, model-thread hand-off, response)")
+    print()
+
+
 def checks(results: dict, cold: dict) -> list[tuple[str, bool, str]]:
     r = results
     found = []
@@ -272,10 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         results.update(naive_rows(scratch, model_dir, images, args.naive_requests))
         cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in ("onnx", "savedmodel")}
         throughput = handler_throughput(model_dir, images)
+        stages = handler_stages(model_dir, png(images[0]))
 
     print()
     print_rows(results, model_dir)
     print_extras(results, cold, throughput, args)
+    print_stages(results, stages)
     for name, met, value in checks(results, cold):
         print(f"target {name}: {value} ({'met' if met else 'NOT met'})")
     return 0

@@ -84,6 +84,8 @@ def lab_model(batch_size: int, input_shape, steps_per_execution: int = 1):
 
     params, config = parse_hyperparameters({**LAB_CNN, "batch_size": batch_size})
     config.input_shape = tuple(input_shape)
+    if keras.config.image_data_format() == "channels_first":
+        config.spatial_sizes = lambda: []  # its size check reads the shape as (H, W, C)
     keras.utils.set_random_seed(0)
     model = build_model(config)
     _compile(model, params, config, steps_per_epoch=1)
