@@ -44,25 +44,41 @@ def run_setting(setting: dict, samples: int, epochs: int, timeout: float = 240) 
 
 
 def sweep(samples: int, epochs: int, progress=print) -> list[dict]:
-    """The baseline, each variation, then the variations that beat the baseline by > 3 % combined."""
-    rows = [run_setting(dict(BASELINE), samples, epochs)]
-    progress(describe(rows[0]))
+    """Each variation between two baseline runs (B V1 B V2 B ...), its gain measured against the mean
+    of its neighbours, so that load from other processes, which drifts over minutes, cancels; then
+    the variations that beat their baselines by > 5 % combined, also between two baselines."""
+    baseline = [run_setting(dict(BASELINE), samples, epochs)]
+    progress(describe(baseline[0]))
+    rows = []
     for variation in VARIATIONS:
         rows.append(run_setting({**BASELINE, **variation}, samples, epochs))
+        baseline.append(run_setting(dict(BASELINE), samples, epochs))
+        _relative(rows[-1], baseline[-2], baseline[-1])
         progress(describe(rows[-1]))
-    base = rows[0].get("images_per_second", 0)
-    best: dict[tuple, tuple[float, dict]] = {}  # per factor: (images/s, variation)
-    for variation, row in zip(VARIATIONS, rows[1:]):
-        rate, factor = row.get("images_per_second", 0), tuple(sorted(variation))
-        if base and rate > 1.03 * base and rate > best.get(factor, (0, None))[0]:
-            best[factor] = (rate, variation)
-    combined = dict(BASELINE)
-    for _, variation in best.values():
-        combined.update(variation)
+    best: dict[tuple, tuple[float, dict]] = {}  # per factor: (gain, variation)
+    for variation, row in zip(VARIATIONS, rows):
+        gain, factor = row.get("vs_baseline", 0), tuple(sorted(variation))
+        if gain > 1.05 and gain > best.get(factor, (0, None))[0]:
+            best[factor] = (gain, variation)
     if len(best) > 1:
+        combined = dict(BASELINE)
+        for _, variation in best.values():
+            combined.update(variation)
         rows.append({**run_setting(combined, samples, epochs), "combined": True})
+        baseline.append(run_setting(dict(BASELINE), samples, epochs))
+        _relative(rows[-1], baseline[-2], baseline[-1])
         progress(describe(rows[-1]))
-    return rows
+    rates = [b["images_per_second"] for b in baseline if "images_per_second" in b]
+    summary = {**BASELINE, "baseline_runs": rates, "seconds_per_epoch": baseline[0].get("seconds_per_epoch"),
+               "images_per_second": statistics.median(rates) if rates else 0.0, "vs_baseline": 1.0}
+    return [summary, *rows]
+
+
+def _relative(row: dict, before: dict, after: dict) -> None:
+    rates = [b["images_per_second"] for b in (before, after) if "images_per_second" in b]
+    if rates and "images_per_second" in row:
+        row["vs_baseline"] = row["images_per_second"] / statistics.mean(rates)
+        row["neighbour_baselines"] = rates
 
 
 def describe(row: dict) -> str:
@@ -70,7 +86,8 @@ def describe(row: dict) -> str:
     name = ", ".join(f"{k}={v}" for k, v in changed.items()) or "baseline"
     if "error" in row:
         return f"{name}: failed ({row['error']})"
-    return f"{name}: {row['images_per_second']:,.0f} images/s (median epoch {row['median_epoch_s']:.2f} s)"
+    gain = f", {row['vs_baseline']:.2f}x its neighbouring baselines" if "vs_baseline" in row else ""
+    return f"{name}: {row['images_per_second']:,.0f} images/s (median epoch {row['median_epoch_s']:.2f} s{gain})"
 
 
 def free_ports(count: int) -> list[int]:

@@ -10,7 +10,7 @@
    threads, channels_first, steps_per_execution, mixed bfloat16 (with the CPU's flags printed).
 4. Two local workers (two `training.train` processes with TF_CONFIG) against one, on the same cores.
 
-    python bench/train_throughput.py [--samples 30000] [--epochs 5] [--skip-sweeps] [--skip-workers]
+    python bench/train_throughput.py [--samples 30000] [--epochs 5] [--parts pipelines,sweeps,workers]
 """
 from __future__ import annotations
 
@@ -158,6 +158,12 @@ def compare_pipelines(args) -> dict:
             "ceiling": max(ceiling, ceiling_after), "ceilings": (ceiling, ceiling_after)}
 
 
+def lab_flops(batch_size: int) -> int:
+    from training.models import model_summary
+
+    return model_summary(lab_model(batch_size, (28, 28, 1)))["flops_per_image"]
+
+
 def report_pipelines(result: dict, args) -> list[tuple[str, bool, str]]:
     plain_s, ours_s = steady(result["plain"]), steady(result["convlab"])
     rate = result["images"] / ours_s
@@ -169,7 +175,7 @@ def report_pipelines(result: dict, args) -> list[tuple[str, bool, str]]:
           f"(all epochs: {[round(s, 2) for s in result['plain']]})")
     print(f"convlab pipeline:       median {ours_s:.2f} s/epoch over epochs 2..{args.epochs} "
           f"(all epochs: {[round(s, 2) for s in result['convlab']]})")
-    print(f"ratio of medians convlab/plain: {ours_s / plain_s:.3f}")
+    print(f"ratio of medians convlab/plain: {ours_s / plain_s:.3f}", flush=True)
     print(f"matmul ceiling (float32 4096x4096, best of {args.matmul_repeats}, before/after training): "
           + " / ".join(f"{c / 1e9:.1f}" for c in result["ceilings"]) + " GFLOP/s")
     print(f"achieved: {result['flops_per_image'] / 1e6:.2f} MFLOP/image forward x 3 x {rate:,.0f} images/s = "
@@ -181,7 +187,6 @@ def report_pipelines(result: dict, args) -> list[tuple[str, bool, str]]:
 def report_sweep(rows: list[dict], flops: int, ceiling: float) -> None:
     from bench.train_sweeps import BASELINE
 
-    base = rows[0].get("images_per_second")
     print(f"\n{'setting':<34}{'images/s':>10}{'vs baseline':>13}{'GFLOP/s':>9}{'of ceiling':>12}  epochs (s)")
     for row in rows:
         changed = {k: v for k, v in row.items() if k in BASELINE and BASELINE[k] != v}
@@ -192,8 +197,11 @@ def report_sweep(rows: list[dict], flops: int, ceiling: float) -> None:
             continue
         rate = row["images_per_second"]
         gflops = flops * 3 * rate / 1e9
-        print(f"{name:<34}{rate:>10,.0f}{rate / base if base else 0:>12.2f}x{gflops:>9.1f}"
+        print(f"{name:<34}{rate:>10,.0f}{row.get('vs_baseline', 0):>12.2f}x{gflops:>9.1f}"
               f"{gflops * 1e9 / ceiling:>11.1%}  {row['seconds_per_epoch']}")
+    runs = rows[0].get("baseline_runs", [])
+    print(f"(baseline: median of its {len(runs)} runs, {', '.join(f'{r:,.0f}' for r in runs)} images/s; each other "
+          "row against the mean of the baseline runs just before and after it)")
 
 
 def main() -> int:
@@ -202,27 +210,32 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--matmul-repeats", type=int, default=5)
-    parser.add_argument("--sweep-samples", type=int, default=10240)
+    parser.add_argument("--sweep-samples", type=int, default=6144)
     parser.add_argument("--sweep-epochs", type=int, default=3)
     parser.add_argument("--worker-samples", type=int, default=12000)
     parser.add_argument("--worker-epochs", type=int, default=3)
-    parser.add_argument("--skip-sweeps", action="store_true")
-    parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--parts", default="pipelines,sweeps,workers",
+                        help="which parts to run, comma-separated (default: %(default)s)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # one sweep setting, in a fresh process
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_setting(json.loads(args.one))))
         return 0
-    result = compare_pipelines(args)
-    checks = report_pipelines(result, args)
-    if not args.skip_sweeps:
+    parts = set(args.parts.split(","))
+    checks, result = [], None
+    if "pipelines" in parts or "sweeps" in parts:
+        result = compare_pipelines(args) if "pipelines" in parts else {
+            "flops_per_image": lab_flops(args.batch_size), "ceiling": matmul_ceiling(repeats=args.matmul_repeats)}
+    if "pipelines" in parts:
+        checks = report_pipelines(result, args)
+    if "sweeps" in parts:
         from bench.train_sweeps import sweep
 
         print(f"\nsettings, one factor at a time ({args.sweep_samples} images, {args.sweep_epochs} epochs each, "
               "median over epochs 2..N, a fresh process each):", flush=True)
         rows = sweep(args.sweep_samples, args.sweep_epochs, progress=lambda line: print("  " + line, flush=True))
         report_sweep(rows, result["flops_per_image"], result["ceiling"])
-    if not args.skip_workers:
+    if "workers" in parts:
         report_workers(args)
     print()
     for name, met, value in checks:
