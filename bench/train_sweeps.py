@@ -69,8 +69,11 @@ def sweep(samples: int, epochs: int, progress=print) -> list[dict]:
         _relative(rows[-1], baseline[-2], baseline[-1])
         progress(describe(rows[-1]))
     rates = [b["images_per_second"] for b in baseline if "images_per_second" in b]
-    summary = {**BASELINE, "baseline_runs": rates, "seconds_per_epoch": baseline[0].get("seconds_per_epoch"),
-               "images_per_second": statistics.median(rates) if rates else 0.0, "vs_baseline": 1.0}
+    cpu_rates = [b["images_per_cpu_second"] for b in baseline if "images_per_cpu_second" in b]
+    summary = {**BASELINE, "baseline_runs": rates, "baseline_cpu_runs": cpu_rates,
+               "seconds_per_epoch": baseline[0].get("seconds_per_epoch"), "vs_baseline": 1.0,
+               "images_per_second": statistics.median(rates) if rates else 0.0,
+               "images_per_cpu_second": statistics.median(cpu_rates) if cpu_rates else 0.0}
     return [summary, *rows]
 
 

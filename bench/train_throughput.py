@@ -43,13 +43,14 @@ def timer_callback():
     class Timer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.seconds = []
+            self.seconds, self.cpu_seconds = [], []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
+            self._start, self._cpu = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
+            self.cpu_seconds.append(time.process_time() - self._cpu)
 
     return Timer()
 
@@ -59,19 +60,20 @@ def steady(seconds: list[float]) -> float:
     return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
 
 
-def matmul_ceiling(size: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of the best of `repeats` float32 size x size matmuls through TensorFlow."""
+def matmul_ceiling(size: int = 4096, repeats: int = 5) -> tuple[float, float]:
+    """(FLOP per wall second, FLOP per CPU second of this process) of the best of `repeats` float32
+    size x size matmuls through TensorFlow. The second does not depend on other processes' load."""
     import tensorflow as tf
 
     a = tf.random.normal((size, size), dtype=tf.float32)
     b = tf.random.normal((size, size), dtype=tf.float32)
     tf.linalg.matmul(a, b).numpy()
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         tf.linalg.matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best
+        best, best_cpu = min(best, time.perf_counter() - started), min(best_cpu, time.process_time() - cpu)
+    return 2 * size ** 3 / best, 2 * size ** 3 / best_cpu
 
 
 def lab_model(batch_size: int, input_shape, steps_per_execution: int = 1):
@@ -102,7 +104,7 @@ def load_images(samples: int):
     return data.images[:samples], data.labels[:samples]
 
 
-def convlab_fit(model, images, labels, batch_size: int, epochs: int, transform=None) -> list[float]:
+def convlab_fit(model, images, labels, batch_size: int, epochs: int, transform=None):
     """model.fit on convlab's training dataset: every epoch's batches, one iterator for the run."""
     from training.pipeline import make_dataset
 
@@ -112,7 +114,7 @@ def convlab_fit(model, images, labels, batch_size: int, epochs: int, transform=N
     timer = timer_callback()
     model.fit(dataset, epochs=epochs, steps_per_epoch=-(-len(images) // batch_size), verbose=0,
               callbacks=[timer], shuffle=False)
-    return timer.seconds
+    return timer
 
 
 def one_setting(spec: dict) -> dict:
@@ -133,10 +135,10 @@ def one_setting(spec: dict) -> dict:
         keras.config.set_image_data_format("channels_first")
         transform, shape = (lambda x, y: (tf.transpose(x, [0, 3, 1, 2]), y)), (shape[2], shape[0], shape[1])
     model = lab_model(spec["batch_size"], shape, spec["steps_per_execution"])
-    seconds = convlab_fit(model, images, labels, spec["batch_size"], spec["epochs"], transform)
-    median = steady(seconds)
-    return {**spec, "seconds_per_epoch": [round(s, 3) for s in seconds], "median_epoch_s": median,
-            "images_per_second": len(images) / median}
+    timer = convlab_fit(model, images, labels, spec["batch_size"], spec["epochs"], transform)
+    median = steady(timer.seconds)
+    return {**spec, "seconds_per_epoch": [round(s, 3) for s in timer.seconds], "median_epoch_s": median,
+            "images_per_second": len(images) / median, "images_per_cpu_second": len(images) / steady(timer.cpu_seconds)}
 
 
 def compare_pipelines(args) -> dict:
@@ -145,7 +147,7 @@ def compare_pipelines(args) -> dict:
 
     from training.models import model_summary
 
-    ceiling = matmul_ceiling(repeats=args.matmul_repeats)
+    before = matmul_ceiling(repeats=args.matmul_repeats)
     images, labels = load_images(args.samples)
     plain_model = lab_model(args.batch_size, images.shape[1:])
     flops = model_summary(plain_model)["flops_per_image"]
@@ -153,9 +155,10 @@ def compare_pipelines(args) -> dict:
     plain_model.fit(images.astype(np.float32) / 255.0, labels, batch_size=args.batch_size, epochs=args.epochs,
                     shuffle=True, verbose=0, callbacks=[plain])
     ours = convlab_fit(lab_model(args.batch_size, images.shape[1:]), images, labels, args.batch_size, args.epochs)
-    ceiling_after = matmul_ceiling(repeats=args.matmul_repeats)
-    return {"images": len(images), "plain": plain.seconds, "convlab": ours, "flops_per_image": flops,
-            "ceiling": max(ceiling, ceiling_after), "ceilings": (ceiling, ceiling_after)}
+    after = matmul_ceiling(repeats=args.matmul_repeats)
+    return {"images": len(images), "plain": plain.seconds, "convlab": ours.seconds, "convlab_cpu": ours.cpu_seconds,
+            "flops_per_image": flops, "ceiling": max(before[0], after[0]), "ceilings": (before[0], after[0]),
+            "ceiling_cpu": max(before[1], after[1])}
 
 
 def lab_flops(batch_size: int) -> int:
@@ -180,6 +183,10 @@ def report_pipelines(result: dict, args) -> list[tuple[str, bool, str]]:
           + " / ".join(f"{c / 1e9:.1f}" for c in result["ceilings"]) + " GFLOP/s")
     print(f"achieved: {result['flops_per_image'] / 1e6:.2f} MFLOP/image forward x 3 x {rate:,.0f} images/s = "
           f"{achieved / 1e9:.1f} GFLOP/s = {share:.1%} of the ceiling")
+    per_cpu = result["flops_per_image"] * 3 * result["images"] / steady(result["convlab_cpu"])
+    print(f"per CPU-second of this process (independent of other processes' load): training "
+          f"{per_cpu / 1e9:.1f} GFLOP, matmul {result['ceiling_cpu'] / 1e9:.1f} GFLOP: "
+          f"{per_cpu / result['ceiling_cpu']:.1%}")
     return [("ratio of median epoch times convlab/plain <= 0.9", ours_s / plain_s <= 0.9, f"{ours_s / plain_s:.3f}"),
             (">= 60 % of the matmul ceiling", share >= 0.6, f"{share:.1%}")]
 
@@ -187,7 +194,9 @@ def report_pipelines(result: dict, args) -> list[tuple[str, bool, str]]:
 def report_sweep(rows: list[dict], flops: int, ceiling: float) -> None:
     from bench.train_sweeps import BASELINE
 
-    print(f"\n{'setting':<34}{'images/s':>10}{'vs baseline':>13}{'GFLOP/s':>9}{'of ceiling':>12}  epochs (s)")
+    print(f"\n{'setting':<34}{'images/s':>10}{'vs baseline':>13}{'GFLOP/s':>9}{'of ceiling':>12}"
+          f"{'img/CPU-s':>11}{'vs baseline':>13}  epochs (s)")
+    base_cpu = statistics.median(rows[0].get("baseline_cpu_runs") or [1.0])
     for row in rows:
         changed = {k: v for k, v in row.items() if k in BASELINE and BASELINE[k] != v}
         name = ("combined: " if row.get("combined") else "") + (
@@ -197,8 +206,9 @@ def report_sweep(rows: list[dict], flops: int, ceiling: float) -> None:
             continue
         rate = row["images_per_second"]
         gflops = flops * 3 * rate / 1e9
+        per_cpu = row.get("images_per_cpu_second", 0)
         print(f"{name:<34}{rate:>10,.0f}{row.get('vs_baseline', 0):>12.2f}x{gflops:>9.1f}"
-              f"{gflops * 1e9 / ceiling:>11.1%}  {row['seconds_per_epoch']}")
+              f"{gflops * 1e9 / ceiling:>11.1%}{per_cpu:>11,.0f}{per_cpu / base_cpu:>12.2f}x  {row['seconds_per_epoch']}")
     runs = rows[0].get("baseline_runs", [])
     print(f"(baseline: median of its {len(runs)} runs, {', '.join(f'{r:,.0f}' for r in runs)} images/s; each other "
           "row against the mean of the baseline runs just before and after it)")
@@ -225,7 +235,7 @@ def main() -> int:
     checks, result = [], None
     if "pipelines" in parts or "sweeps" in parts:
         result = compare_pipelines(args) if "pipelines" in parts else {
-            "flops_per_image": lab_flops(args.batch_size), "ceiling": matmul_ceiling(repeats=args.matmul_repeats)}
+            "flops_per_image": lab_flops(args.batch_size), "ceiling": matmul_ceiling(repeats=args.matmul_repeats)[0]}
     if "pipelines" in parts:
         checks = report_pipelines(result, args)
     if "sweeps" in parts:
