@@ -94,7 +94,7 @@ def summarize(name: str, runs: list[dict], quick: bool) -> dict:
 def run_line(name: str, m: dict) -> str:
     return (f"{name} seed {m['seed']}: test {100 * m['test_accuracy']:.2f} % (validation "
             f"{100 * m['val_accuracy']:.2f} %, best epoch {m['best_epoch']}/{m['epochs_completed']}), "
-            f"{m['params']:,} params, compute {m['compute_flop'] / 1e15:.4f} PFLOP "
+            f"{m['params']:,} params, compute {m['compute_flop'] / 1e15:.3g} PFLOP "
             f"({m['flops_per_image'] / 1e6:.2f} MFLOP/image x 3 x {m['num_train']:,} x {m['epochs_completed']}), "
             f"wall {m['wall_seconds']:.0f} s (training {m['fit_seconds']:.0f} s)")
 
