@@ -18,6 +18,7 @@ Without --model-dir a small CNN is trained first (1 epoch, 6,000 images) with th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import io
 import json
@@ -158,12 +159,17 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
     bare = LocalServer(model_dir, port=port, command=serve_peers.bare_command(scratch, port))
     mlserver, mlserver_port, mlserver_ready = start_mlserver(scratch, model_dir, args)
     results: dict = {"mlserver_ready_s": mlserver_ready}
+    # With --tuned-env, a second convlab server with those settings joins the same turns.
+    tuned_env = dict(pair.split("=", 1) for pair in args.tuned_env)
+    tuned = LocalServer(model_dir, args=["--backend", "onnx"], env=tuned_env) if tuned_env else None
     try:
-        with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab, bare:
+        with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab, bare, tuned or contextlib.nullcontext():
             targets = [Target("convlab", convlab.port, bodies, pid=convlab.process.pid),
                        Target("bare", bare.port, bodies, pid=bare.process.pid),
                        Target("mlserver", mlserver_port, [serve_peers.v2_body(image) for image in images],
                               f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json", mlserver.pid)]
+            if tuned:
+                targets.append(Target("tuned", tuned.port, bodies, pid=tuned.process.pid))
             results["agreement"] = agreement(targets[0], targets[2])
             for target in targets:
                 warm(target, 200)
@@ -204,7 +210,9 @@ def print_rows(results: dict, model_dir: Path) -> None:
           f"uvicorn: {http} parser, {loop} event loop   mlserver {serve_peers.mlserver_version()}")
     print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
           f"{'CPU ms/req: server':>20}{'client':>8}")
-    for name in ("bare", "convlab", "mlserver", "naive"):
+    for name in ("bare", "convlab", "tuned", "mlserver", "naive"):
+        if f"{name}/1" not in results:
+            continue
         for clients in (1, 16):
             row = results[f"{name}/{clients}"]
             cpu = f"{row['server_cpu_ms']:.3f}" if name != "naive" else "-"
@@ -270,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="turns the servers take at each load level")
     parser.add_argument("--naive-requests", type=int, default=320, help="requests per load level for the naive server")
     parser.add_argument("--cold-start-repeats", type=int, default=3)
+    parser.add_argument("--tuned-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="also run a convlab server with this environment (e.g. CONVLAB_ONNX_THREADS=1), "
+                             "as row 'tuned'")
     parser.add_argument("--mlserver-max-batch-size", type=int, default=16)
     parser.add_argument("--mlserver-max-batch-time", type=float, default=0.001, help="seconds")
     args = parser.parse_args(argv)
@@ -292,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     print_stages(results, stages)
     for name, met, value in checks(results, cold):
         print(f"target {name}: {value} ({'met' if met else 'NOT met'})")
+    if "tuned/1" in results:
+        print(f"tuned ({' '.join(args.tuned_env)}), same targets:")
+        for name, met, value in checks({**results, **{k.replace("tuned/", "convlab/"): v for k, v in results.items()
+                                                       if k.startswith("tuned/")}}, cold)[:10]:
+            print(f"  {name}: {value} ({'met' if met else 'NOT met'})")
     return 0
 
 
