@@ -149,6 +149,19 @@ def model_only(handler, bodies: list[bytes], batch_size: int, repeats: int = 2) 
     return best
 
 
+def folder_io_only(folder: Path, dest: Path, out_body: bytes) -> float:
+    """Seconds to list the folder, read every image and write a same-size output, in one thread,
+    with the transform's own store class and no model: the storage side of the folder's work."""
+    from deploy.stores import LocalStore
+
+    source, target = LocalStore(folder), LocalStore(dest)
+    started = time.perf_counter()
+    for item in list(source.items()):
+        source.read(item.relative)
+        target.write(item.relative + ".out", out_body, "application/json")
+    return time.perf_counter() - started
+
+
 def start_server(in_process: bool):
     """(environment for boto3, stop function)."""
     if in_process:
@@ -198,7 +211,7 @@ def run_s3(args, plain: PlainLoop, handler, keys: list[str], bodies: dict, out_b
             "ceilings": [len(keys) / seconds for seconds in ceilings], "agree": agree}
 
 
-def run_folder(args, plain: PlainLoop, handler, keys: list[str], bodies: dict, work: Path) -> dict:
+def run_folder(args, plain: PlainLoop, handler, keys: list[str], bodies: dict, work: Path, out_body: bytes) -> dict:
     """On a local folder: the model-only rate (no I/O), convlab's transform, the plain loop."""
     from deploy.stores import LocalStore
     from deploy.transform import run_transform
@@ -208,6 +221,7 @@ def run_folder(args, plain: PlainLoop, handler, keys: list[str], bodies: dict, w
         (folder / key).parent.mkdir(parents=True, exist_ok=True)
         (folder / key).write_bytes(body)
     model_seconds = model_only(handler, [bodies[k] for k in keys], args.batch_size)
+    io_seconds = folder_io_only(folder, work / "io-only", out_body)
     by_workers = {}
     for workers in sorted({args.workers, *args.folder_workers}):
         ours = run_transform(LocalStore(folder), LocalStore(work / f"predictions-{workers}"), handler,
@@ -218,7 +232,7 @@ def run_folder(args, plain: PlainLoop, handler, keys: list[str], bodies: dict, w
     base_seconds = plain.run_folder(folder, work / "baseline-out", base_keys)
     best = max(by_workers, key=by_workers.get)
     return {"plain": len(base_keys) / base_seconds, "convlab": by_workers[best], "best_workers": best,
-            "by_workers": by_workers, "model_only": len(keys) / model_seconds}
+            "by_workers": by_workers, "model_only": len(keys) / model_seconds, "io_only": len(keys) / io_seconds}
 
 
 def main() -> int:
@@ -248,7 +262,7 @@ def main() -> int:
         context = handler.context("image/png")
         out_body = handler.encode(handler.predict(handler.decode(bodies[keys[0]], "image/png", context)), context)[0]
         s3 = run_s3(args, plain, handler, keys, bodies, out_body)
-        local = run_folder(args, plain, handler, keys, bodies, work)
+        local = run_folder(args, plain, handler, keys, bodies, work, out_body)
     report(args, handler, s3, local, len(keys), len(out_body))
     return 0
 
@@ -269,7 +283,9 @@ def report(args, handler, s3: dict, local: dict, count: int, out_bytes: int) -> 
           "decode + predict + encode in memory, no I/O")
     print("folder, convlab img/s by --workers: " + ", ".join(f"{w}: {rate:.0f}" for w, rate in
                                                            local["by_workers"].items())
-          + f" (the best, {local['best_workers']}, is compared)")
+          + f" (the best, {local['best_workers']}, is compared); storage alone (list, read, write; one "
+          f"thread, no model) {local['io_only']:.0f} img/s; both on two cores at best "
+          f"{2 / (1 / local['io_only'] + 1 / local['model_only']):.0f} img/s")
     print(f"both gave the same class on {s3['agree']:.1%} of the {args.baseline_images} images both ran")
     for name, share in (("S3: >= 80 % of the S3 ceiling", s3["convlab"] / ceiling),
                         ("folder: >= 80 % of the model-only rate", local["convlab"] / local["model_only"])):
