@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.http_load import Target, drive, interleaved  # noqa: E402
 from bench import serve_peers  # noqa: E402
-from bench.serve_stages import handler_stages  # noqa: E402
+from bench.serve_stages import handler_stages, handler_throughput  # noqa: E402
 from inference.local import LocalServer, free_port, request  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -84,40 +83,6 @@ def cold_start(model_dir: Path, backend: str, repeats: int) -> float:
         finally:
             server.stop()
     return statistics.median(times)
-
-
-def handler_throughput(model_dir: Path, images: np.ndarray, rounds: int = 150) -> dict:
-    """Images/s at batch 256 through input_fn -> predict_fn -> output_fn, and through the bare
-    ONNX Runtime call of the same session (pixels already scaled to float32); also a session with
-    ONNX Runtime's default options. The calls alternate, round after round, and each rate comes
-    from the median time, so load from other processes hits all of them alike."""
-    import onnxruntime as ort
-
-    from inference import handler
-
-    batch = np.resize(images, (256, 28, 28))
-    buffer = io.BytesIO()
-    np.save(buffer, batch)
-    body = buffer.getvalue()
-    os.environ["CONVLAB_BACKEND"] = "onnx"
-    model = handler.model_fn(str(model_dir))
-    default_session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    scaled = batch[..., None].astype(np.float32) / np.float32(255)
-    steps = {
-        "onnxruntime_default": lambda: default_session.run(None, {"images": scaled}),
-        "onnxruntime": lambda: model.backend.predict(scaled),
-        "handler_npy": lambda: handler.output_fn(
-            handler.predict_fn(handler.input_fn(body, "application/x-npy"), model), "application/x-npy"),
-        "handler_json": lambda: handler.output_fn(
-            handler.predict_fn(handler.input_fn(body, "application/x-npy"), model), "application/json"),
-    }
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            started = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - started)
-    return {name: 256 / statistics.median(values[5:]) for name, values in times.items()}
 
 
 def start_mlserver(scratch: Path, model_dir: Path, args: argparse.Namespace):
