@@ -1,18 +1,24 @@
-"""Serving benchmark: convlab's server against a naive one, on the same model, in one run.
+"""Serving benchmark: convlab's server against the transport ceiling, MLServer and a naive floor,
+on the same model, images and client, in one run.
 
-    python bench/serve_bench.py [--model-dir DIR]
+    python bench/serve_bench.py [--model-dir DIR] [--requests 2000] [--rounds 4]
 
 (a) convlab: `python -m inference.server` (uvicorn + Starlette, ONNX Runtime, micro-batching);
-(b) naive: Flask calling Keras `model.predict` per request, as many tutorials serve a model.
-Both get the same load: one 28x28 PNG (a real Fashion-MNIST test image) per request, from 1 and
-from 16 concurrent keep-alive clients. Printed: p50/p99 latency and requests/s of each, and the
-ratios; cold start (process start to the first /ping 200) with the ONNX and the SavedModel
-backend; images/s through the handler at batch 256 against the bare ONNX Runtime call.
+(b) bare: uvicorn + Starlette returning a fixed 80-byte JSON, no model: the transport ceiling;
+(c) MLServer: a custom runtime on the same model.onnx, adaptive batching on, V2 REST API
+    (installed once into .cache/bench/mlserver-venv);
+(d) naive: Flask calling Keras `model.predict` per request, as many tutorials serve a model.
+One 28x28 Fashion-MNIST test image per request (PNG; a V2 UINT8 tensor for MLServer), from 1 and
+from 16 concurrent keep-alive clients; (a)-(c) run together and take turns in short bursts.
+Printed: p50/p99 latency and requests/s of each, every ratio and target; cold start (process
+start to the first /ping 200) with the ONNX and the SavedModel backend; images/s through the
+handler at batch 256 against the bare ONNX Runtime call.
 Without --model-dir a small CNN is trained first (1 epoch, 6,000 images) with the `train` program.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import io
 import json
@@ -21,8 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,39 +35,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.http_load import Target, drive, interleaved  # noqa: E402
+from bench import serve_peers  # noqa: E402
+from bench.serve_stages import handler_stages, handler_throughput  # noqa: E402
 from inference.local import LocalServer, free_port, request  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-NAIVE_SERVER = '''
-import io, json, sys
-import numpy as np, keras
-from flask import Flask, jsonify, request
-from PIL import Image
-from werkzeug.serving import make_server
-
-model_dir, port = sys.argv[1], int(sys.argv[2])
-model = keras.models.load_model(model_dir + "/model.keras")
-classes = json.load(open(model_dir + "/labels.json"))
-app = Flask("naive")
-
-
-@app.get("/ping")
-def ping():
-    return "", 200
-
-
-@app.post("/invocations")
-def invocations():
-    image = Image.open(io.BytesIO(request.get_data())).convert("L").resize((28, 28))
-    x = np.asarray(image, np.float32)[None, :, :, None] / 255.0
-    p = model.predict(x, verbose=0)[0]
-    i = int(p.argmax())
-    return jsonify({"label": classes[i], "class_index": i, "probabilities": dict(zip(classes, p.tolist()))})
-
-
-make_server("127.0.0.1", port, app, threaded=True).serve_forever()
-'''
 
 
 def test_images(count: int) -> np.ndarray:
@@ -93,51 +70,8 @@ def train_model(workdir: Path) -> Path:
     return root / "model"
 
 
-def drive(port: int, bodies: list[bytes], clients: int, total: int) -> dict:
-    """`total` POSTs from `clients` threads, each on its own keep-alive connection."""
-    import http.client
-
-    per_client = total // clients
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine = []
-        barrier.wait()
-        for i in range(per_client):
-            body = bodies[(index * per_client + i) % len(bodies)]
-            started = time.perf_counter()
-            connection.request("POST", "/invocations", body, {"Content-Type": "image/png"})
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - started)
-            if response.status != 200:
-                errors.append(str(response.status))
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} requests failed: {errors[:5]}")
-    latencies.sort()
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed,
-            "p50": statistics.median(latencies) * 1000,
-            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
-
-
-def warm(port: int, body: bytes, count: int) -> None:
-    drive(port, [body], 1, count)
+def warm(target: Target, count: int) -> None:
+    drive(target, 1, count)
 
 
 def cold_start(model_dir: Path, backend: str, repeats: int) -> float:
@@ -151,120 +85,196 @@ def cold_start(model_dir: Path, backend: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def handler_throughput(model_dir: Path, images: np.ndarray, rounds: int = 150) -> dict:
-    """Images/s at batch 256 through input_fn -> predict_fn -> output_fn, and through the bare
-    ONNX Runtime call of the same session (pixels already scaled to float32); also a session with
-    ONNX Runtime's default options. The calls alternate, round after round, and each rate comes
-    from the median time, so load from other processes hits all of them alike."""
-    import onnxruntime as ort
-
-    from inference import handler
-
-    batch = np.resize(images, (256, 28, 28))
-    buffer = io.BytesIO()
-    np.save(buffer, batch)
-    body = buffer.getvalue()
-    os.environ["CONVLAB_BACKEND"] = "onnx"
-    model = handler.model_fn(str(model_dir))
-    default_session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    scaled = batch[..., None].astype(np.float32) / np.float32(255)
-    steps = {
-        "onnxruntime_default": lambda: default_session.run(None, {"images": scaled}),
-        "onnxruntime": lambda: model.backend.predict(scaled),
-        "handler_npy": lambda: handler.output_fn(
-            handler.predict_fn(handler.input_fn(body, "application/x-npy"), model), "application/x-npy"),
-        "handler_json": lambda: handler.output_fn(
-            handler.predict_fn(handler.input_fn(body, "application/x-npy"), model), "application/json"),
-    }
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            started = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - started)
-    return {name: 256 / statistics.median(values[5:]) for name, values in times.items()}
+def start_mlserver(scratch: Path, model_dir: Path, args: argparse.Namespace):
+    """(process, http port, seconds to ready) of MLServer serving the model through its custom runtime."""
+    python = serve_peers.mlserver_python()
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    root = serve_peers.mlserver_repository(scratch, model_dir, ports, args.mlserver_max_batch_size,
+                                           args.mlserver_max_batch_time)
+    log = open(scratch / "mlserver.log", "ab")
+    process = subprocess.Popen(serve_peers.mlserver_command(root), cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                               env=serve_peers.environment_for(python))
+    log.close()
+    try:
+        ready = serve_peers.wait_mlserver(process, ports["http"])
+    except BaseException:
+        process.kill()
+        process.wait()
+        print((scratch / "mlserver.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    return process, ports["http"], ready
 
 
-def measure(model_dir: Path, scratch: Path, args: argparse.Namespace) -> tuple[dict, dict, dict]:
-    """(latency and throughput per server and load level, cold start per backend, handler rates)."""
-    images = test_images(500)
+def agreement(convlab: Target, mlserver: Target, count: int = 50) -> float:
+    """Share of images on which both servers give the same class (they serve the same model.onnx)."""
+    same = 0
+    for png_body, v2 in zip(convlab.bodies[:count], mlserver.bodies[:count]):
+        ours = json.loads(request(convlab.port, "POST", "/invocations", png_body, {"Content-Type": "image/png"})[2])
+        status, _, payload = request(mlserver.port, "POST", mlserver.path, v2, {"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"mlserver answered {status}: {payload[:300]!r}")
+        same += int(ours["predictions"][0]["class_index"] == int(serve_peers.v2_scores(payload)[0].argmax()))
+    return same / count
+
+
+def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse.Namespace) -> dict:
+    """convlab, the bare transport ceiling and MLServer, up together and driven in turns."""
     bodies = [png(image) for image in images]
-    results: dict[str, dict] = {}
-
-    with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab:
-        warm(convlab.port, bodies[0], 200)
-        for clients in (1, 16):
-            before = json.loads(request(convlab.port, "GET", "/ping")[2])
-            results[f"convlab/{clients}"] = drive(convlab.port, bodies, clients, args.requests)
-            after = json.loads(request(convlab.port, "GET", "/ping")[2])
-            results[f"convlab/{clients}"]["images_per_call"] = (
-                (after["batched_images"] - before["batched_images"])
-                / max(1, after["batched_model_calls"] - before["batched_model_calls"]))
-
-    script = scratch / "naive_server.py"
-    script.write_text(NAIVE_SERVER)
     port = free_port()
-    naive = LocalServer(model_dir, port=port, command=[sys.executable, str(script), str(model_dir), str(port)])
-    with naive:
-        warm(port, bodies[0], 10)
+    bare = LocalServer(model_dir, port=port, command=serve_peers.bare_command(scratch, port))
+    mlserver, mlserver_port, mlserver_ready = start_mlserver(scratch, model_dir, args)
+    results: dict = {"mlserver_ready_s": mlserver_ready}
+    # With --tuned-env, a second convlab server with those settings joins the same turns.
+    tuned_env = dict(pair.split("=", 1) for pair in args.tuned_env)
+    tuned = LocalServer(model_dir, args=["--backend", "onnx"], env=tuned_env) if tuned_env else None
+    try:
+        with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab, bare, tuned or contextlib.nullcontext():
+            targets = [Target("convlab", convlab.port, bodies, pid=convlab.process.pid),
+                       Target("bare", bare.port, bodies, pid=bare.process.pid),
+                       Target("mlserver", mlserver_port, [serve_peers.v2_body(image) for image in images],
+                              f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json", mlserver.pid)]
+            if tuned:
+                targets.append(Target("tuned", tuned.port, bodies, pid=tuned.process.pid))
+            results["agreement"] = agreement(targets[0], targets[2])
+            for target in targets:
+                warm(target, 200)
+            for clients in (1, 16):
+                before = json.loads(request(convlab.port, "GET", "/ping")[2])
+                level = interleaved(targets, clients, args.requests, args.rounds)
+                after = json.loads(request(convlab.port, "GET", "/ping")[2])
+                level["convlab"]["images_per_call"] = (
+                    (after["batched_images"] - before["batched_images"])
+                    / max(1, after["batched_model_calls"] - before["batched_model_calls"]))
+                for name, row in level.items():
+                    results[f"{name}/{clients}"] = row
+    finally:
+        mlserver.terminate()
+        mlserver.wait(30)
+    return results
+
+
+def naive_rows(scratch: Path, model_dir: Path, images: np.ndarray, requests_per_level: int) -> dict:
+    script = scratch / "naive_server.py"
+    script.write_text(serve_peers.NAIVE_SERVER)
+    port = free_port()
+    target = Target("naive", port, [png(image) for image in images])
+    results = {}
+    with LocalServer(model_dir, port=port, command=[sys.executable, str(script), str(model_dir), str(port)]):
+        warm(target, 10)
         for clients in (1, 16):
-            results[f"naive/{clients}"] = drive(port, bodies, clients, args.naive_requests)
-
-    cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in ("onnx", "savedmodel")}
-    throughput = handler_throughput(model_dir, images)
-    return results, cold, throughput
+            results[f"naive/{clients}"] = drive(target, clients, requests_per_level).summary()
+    return results
 
 
-def print_results(model_dir: Path, results: dict, cold: dict, throughput: dict, args: argparse.Namespace) -> None:
+def print_rows(results: dict, model_dir: Path) -> None:
     import importlib.util
 
-    print()
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(f"model: {model_dir}   machine: {os.cpu_count()} CPUs   python {sys.version.split()[0]}   "
-          f"uvicorn: {http} parser, {loop} event loop")
-    print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
-    for key, row in results.items():
-        name, clients = key.split("/")
-        print(f"{name:<10}{clients:>8}{row['requests']:>10}{row['p50']:>10.2f}{row['p99']:>10.2f}{row['rps']:>10.0f}")
+          f"uvicorn: {http} parser, {loop} event loop   mlserver {serve_peers.mlserver_version()}")
+    print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
+          f"{'CPU ms/req: server':>20}{'client':>8}")
+    for name in ("bare", "convlab", "tuned", "mlserver", "naive"):
+        if f"{name}/1" not in results:
+            continue
+        for clients in (1, 16):
+            row = results[f"{name}/{clients}"]
+            cpu = f"{row['server_cpu_ms']:.3f}" if name != "naive" else "-"
+            print(f"{name:<10}{clients:>8}{row['requests']:>10}{row['p50']:>10.2f}{row['p99']:>10.2f}"
+                  f"{row['rps']:>10.0f}{cpu:>20}{row['client_cpu_ms']:>8.3f}")
     print()
-    for clients in (1, 16):
-        ours, theirs = results[f"convlab/{clients}"], results[f"naive/{clients}"]
-        print(f"{clients:>2} client(s): throughput {ours['rps'] / theirs['rps']:.1f}x the naive server, "
-              f"p50 latency {theirs['p50'] / ours['p50']:.1f}x lower")
+
+
+def print_extras(results: dict, cold: dict, throughput: dict, args: argparse.Namespace) -> None:
     print(f"micro-batching: {results['convlab/1']['images_per_call']:.2f} images per model call at 1 client, "
-          f"{results['convlab/16']['images_per_call']:.2f} at 16 clients")
+          f"{results['convlab/16']['images_per_call']:.2f} at 16 clients; mlserver adaptive batching "
+          f"max_batch_size {args.mlserver_max_batch_size}, max_batch_time {args.mlserver_max_batch_time * 1000:g} ms; "
+          f"same class from convlab and mlserver on {results['agreement']:.0%} of 50 images")
     print(f"cold start to /ping 200 (median of {args.cold_start_repeats}): onnx {cold['onnx']:.2f} s, "
-          f"savedmodel {cold['savedmodel']:.2f} s ({cold['savedmodel'] / cold['onnx']:.1f}x)")
+          f"savedmodel {cold['savedmodel']:.2f} s ({cold['savedmodel'] / cold['onnx']:.1f}x); "
+          f"mlserver to model ready {results['mlserver_ready_s']:.2f} s")
     print(f"batch 256: bare onnxruntime call {throughput['onnxruntime']:,.0f} images/s "
           f"(a session with default options: {throughput['onnxruntime_default']:,.0f}); handler (npy in, npy out) "
           f"{throughput['handler_npy']:,.0f} images/s ({throughput['handler_npy'] / throughput['onnxruntime']:.2f}x); "
           f"handler (npy in, JSON out) {throughput['handler_json']:,.0f} images/s "
           f"({throughput['handler_json'] / throughput['onnxruntime']:.2f}x)")
     print()
-    ratio16 = results["convlab/16"]["rps"] / results["naive/16"]["rps"]
-    checks = [(">= 50x the naive throughput at 16 clients", ratio16 >= 50, f"{ratio16:.1f}x"),
-              ("p50 <= 2 ms at 1 client", results["convlab/1"]["p50"] <= 2.0, f"{results['convlab/1']['p50']:.2f} ms"),
-              ("cold start <= 1.5 s with ONNX", cold["onnx"] <= 1.5, f"{cold['onnx']:.2f} s")]
-    for name, met, value in checks:
-        print(f"target {name}: {value} ({'met' if met else 'NOT met'})")
+
+
+def print_stages(results: dict, stages: dict) -> None:
+    """Server CPU per request beyond the bare app, against the handler's own work at batch 1."""
+    for clients in (1, 16):
+        extra = results[f"convlab/{clients}"]["server_cpu_ms"] - results[f"bare/{clients}"]["server_cpu_ms"]
+        print(f"{clients:>2} client(s): convlab's server CPU beyond the bare app {extra:.3f} ms/request")
+    print(f"handler at batch 1, in process: decode {stages['decode']:.3f} + predict {stages['predict']:.3f} + "
+          f"encode {stages['encode']:.3f} = {stages['handler']:.3f} ms; the rest of the CPU beyond the bare app "
+          "is the app's request path (body, context, micro-batcher, model-thread hand-off, response)")
+    print()
+
+
+def checks(results: dict, cold: dict) -> list[tuple[str, bool, str]]:
+    r = results
+    found = []
+    for clients in (1, 16):
+        ours, bare, peer = r[f"convlab/{clients}"], r[f"bare/{clients}"], r[f"mlserver/{clients}"]
+        ceiling = ours["rps"] / bare["rps"]
+        found.append((f"{clients:>2} client(s): throughput >= 80 % of the transport ceiling", ceiling >= 0.8,
+                      f"{ceiling:.0%} ({ours['rps']:.0f} / {bare['rps']:.0f} req/s)"))
+        extra = ours["p50"] - bare["p50"]
+        found.append((f"{clients:>2} client(s): p50 <= ceiling p50 + 0.3 ms", extra <= 0.3,
+                      f"+{extra:.2f} ms ({ours['p50']:.2f} vs {bare['p50']:.2f} ms)"))
+        versus = ours["rps"] / peer["rps"]
+        found.append((f"{clients:>2} client(s): >= 2x MLServer's throughput", versus >= 2.0, f"{versus:.2f}x"))
+        found.append((f"{clients:>2} client(s): p50 no worse than MLServer's", ours["p50"] <= peer["p50"],
+                      f"{ours['p50']:.2f} vs {peer['p50']:.2f} ms ({peer['p50'] / ours['p50']:.2f}x lower)"))
+        naive = ours["rps"] / r[f"naive/{clients}"]["rps"]
+        found.append((f"{clients:>2} client(s): >= 50x the naive throughput", naive >= 50 or clients == 1,
+                      f"{naive:.1f}x" + (" (target at 16 clients only)" if clients == 1 else "")))
+    found.append(("p50 <= 2 ms at 1 client", r["convlab/1"]["p50"] <= 2.0, f"{r['convlab/1']['p50']:.2f} ms"))
+    found.append(("cold start <= 1.5 s with ONNX", cold["onnx"] <= 1.5, f"{cold['onnx']:.2f} s"))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="a trained model_dir with model.onnx and model.keras")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per load level for convlab")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per server and load level")
+    parser.add_argument("--rounds", type=int, default=4, help="turns the servers take at each load level")
     parser.add_argument("--naive-requests", type=int, default=320, help="requests per load level for the naive server")
     parser.add_argument("--cold-start-repeats", type=int, default=3)
+    parser.add_argument("--tuned-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="also run a convlab server with this environment (e.g. CONVLAB_ONNX_THREADS=1), "
+                             "as row 'tuned'")
+    parser.add_argument("--mlserver-max-batch-size", type=int, default=16)
+    parser.add_argument("--mlserver-max-batch-time", type=float, default=0.001, help="seconds")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as scratch:
-        model_dir = args.model_dir or train_model(Path(scratch))
+        scratch = Path(scratch)
+        model_dir = args.model_dir or train_model(scratch)
         if not (model_dir / "model.onnx").is_file():
             raise SystemExit(f"{model_dir}/model.onnx not found: export it with training.onnx_export.export_onnx")
-        results, cold, throughput = measure(model_dir, Path(scratch), args)
-    print_results(model_dir, results, cold, throughput, args)
+        images = test_images(500)
+        results = peer_rows(scratch, model_dir, images, args)
+        results.update(naive_rows(scratch, model_dir, images, args.naive_requests))
+        cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in ("onnx", "savedmodel")}
+        throughput = handler_throughput(model_dir, images)
+        stages = handler_stages(model_dir, png(images[0]))
+
+    print()
+    print_rows(results, model_dir)
+    print_extras(results, cold, throughput, args)
+    print_stages(results, stages)
+    for name, met, value in checks(results, cold):
+        print(f"target {name}: {value} ({'met' if met else 'NOT met'})")
+    if "tuned/1" in results:
+        print(f"tuned ({' '.join(args.tuned_env)}), same targets:")
+        for name, met, value in checks({**results, **{k.replace("tuned/", "convlab/"): v for k, v in results.items()
+                                                       if k.startswith("tuned/")}}, cold)[:10]:
+            print(f"  {name}: {value} ({'met' if met else 'NOT met'})")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
