@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from convlab.container_failure import describe_failure
+from convlab.container_failure import clear_previous_run, describe_failure, host_failures
 from convlab.s3data import (CHANNELS, MetricsUnavailable, describe_transfer, fetch_metrics, plan_transfer,
                             s3_channels, upload_dataset)
 from convlab.sagemaker_setup import (LaunchError, bucket_name, created_job_name, resolve_role,
@@ -201,6 +201,9 @@ def _create_job(trainer: Any, cfg: LaunchConfig, channels: dict[str, str]) -> st
     from sagemaker.core.training.configs import InputData
 
     inputs = [InputData(channel_name=name, data_source=uri) for name, uri in channels.items()]
+    container_root = cfg.work_dir.resolve() / "container"
+    if cfg.local_container and not cfg.dry_run:
+        clear_previous_run(container_root)
     try:
         trainer.train(input_data_config=inputs, wait=cfg.local_container, logs=False, dry_run=cfg.dry_run)
     except ClientError as exc:
@@ -209,7 +212,9 @@ def _create_job(trainer: Any, cfg: LaunchConfig, channels: dict[str, str]) -> st
     except RuntimeError as exc:  # docker-compose ended non-zero: a container failed
         if not cfg.local_container:
             raise
-        raise LaunchError(describe_failure(cfg.work_dir.resolve() / "container", exc)) from None
+        raise LaunchError(describe_failure(container_root, exc, cfg.instance_count)) from None
+    if cfg.local_container and not cfg.dry_run and host_failures(container_root, cfg.instance_count):
+        raise LaunchError(describe_failure(container_root, instance_count=cfg.instance_count))
     return created_job_name(trainer)
 
 

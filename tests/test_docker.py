@@ -170,3 +170,19 @@ def test_opt_ml_lays_out_the_tree_sagemaker_gives_a_training_container(fashion_s
 
     assert resolve([], root).hyperparameters == {"model": "cnn", "epochs": 2, "dense": "64,32"}
     assert opt_ml_main([str(tmp_path / "x"), "--train", str(tmp_path / "missing")]) == 1
+
+
+def test_a_local_container_failure_is_found_however_docker_compose_exits(tmp_path):
+    """docker-compose may exit 0 although a container failed: the failure files decide."""
+    from convlab.container_failure import clear_previous_run, describe_failure, host_failures
+
+    root = tmp_path / "container"
+    (root / "artifacts" / "output").mkdir(parents=True)
+    (root / "artifacts" / "output" / "failure").write_text("DataError: train.gz: not gzip\ntraceback\n")
+    assert describe_failure(root) == "algo-1 failed: DataError: train.gz: not gzip"
+    (root / "algo-2" / "output").mkdir(parents=True)
+    (root / "algo-2" / "output" / "failure").write_text("ValueError: worker\n")
+    assert host_failures(root, 2) == {"algo-2": "ValueError: worker",
+                                      "one of algo-1..algo-2": "DataError: train.gz: not gzip"}
+    clear_previous_run(root)  # a new run in the same work dir starts without the old failure
+    assert host_failures(root, 2) == {} and "without a failure file" in describe_failure(root, RuntimeError("x"))
