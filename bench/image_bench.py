@@ -12,7 +12,6 @@ and its cold start <= 1 s.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,13 +20,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from inference.local import free_port  # noqa: E402
+
 FULL, SERVE = "convlab:latest", "convlab-serve:latest"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def size_mb(image: str) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from inference.local import free_ports  # noqa: E402
 BASELINE = {"batch_size": 128, "intra": 0, "inter": 0, "layout": "channels_last", "steps_per_execution": 1,
             "precision": "float32"}
 # One factor varied at a time from the baseline.
@@ -91,16 +93,6 @@ def describe(row: dict) -> str:
         return f"{name}: failed ({row['error']})"
     gain = f", {row['vs_baseline']:.2f}x its neighbouring baselines" if "vs_baseline" in row else ""
     return f"{name}: {row['images_per_second']:,.0f} images/s (median epoch {row['median_epoch_s']:.2f} s{gain})"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def _job_root(base: Path, host: str, hosts: list[str], hyperparameters: dict) -> Path:

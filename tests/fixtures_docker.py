@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from inference.local import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 FULL_IMAGE = "convlab:latest"
 SERVE_IMAGE = "convlab-serve:latest"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cli_env() -> dict:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from inference.local import free_ports
 from tests.test_docker import program_env
 
 log = logging.getLogger(__name__)
@@ -20,16 +20,6 @@ HOSTS = ["algo-1", "algo-2"]
 HYPERPARAMETERS = {"model": "cnn", "depth": "1", "filters": "8", "dense": "32", "epochs": "2",
                    "batch_size": "64", "max_train_samples": "2000", "max_test_samples": "500", "seed": "3",
                    "verbose": "0"}
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def host_root(base, host: str, channel, hosts=HOSTS, **hyperparameters):
