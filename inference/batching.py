@@ -22,7 +22,8 @@ from .model_threads import ModelThreads
 
 log = logging.getLogger("convlab.serve")
 
-INLINE_LIMIT = 0.005  # seconds: a call on the event loop longer than this lowers inline_images
+INLINE_LIMIT = 0.005  # seconds: calls on the event loop longer than this lower inline_images ...
+SLOW_CALLS = 3  # ... when this many come in a row
 
 
 def split_prediction(prediction, start: int, stop: int, rows: int):
@@ -46,6 +47,7 @@ class MicroBatcher:
         # Calls of at most this many images run on the event loop itself while no other call runs
         # (0: never); set from the model's measured speed (ServingState), lowered when a call is slow.
         self.inline_images = 0
+        self._slow_inline = 0  # inline calls in a row that took longer than INLINE_LIMIT
         self.calls = 0
         self.images = 0
         self._queue: asyncio.Queue | None = None
@@ -119,7 +121,8 @@ class MicroBatcher:
 
     def _predict_inline(self, items: list) -> None:
         """A small call with nothing else running: on the event loop, without the hand-off to a
-        model thread and back. A call slower than INLINE_LIMIT halves what runs inline from then on."""
+        model thread and back. SLOW_CALLS calls in a row slower than INLINE_LIMIT (not one call
+        that another process's load delayed) halve what runs inline from then on."""
         batch = _stacked(items)
         started = time.perf_counter()
         try:
@@ -129,10 +132,13 @@ class MicroBatcher:
             return
         finally:
             elapsed = time.perf_counter() - started
-            if elapsed > INLINE_LIMIT and self.inline_images:
+            self._slow_inline = self._slow_inline + 1 if elapsed > INLINE_LIMIT else 0
+            if self._slow_inline >= SLOW_CALLS:
+                self._slow_inline = 0
                 self.inline_images //= 2
-                log.info("a model call of %d image(s) took %.1f ms on the event loop; calls of more than %d "
-                         "image(s) go to model threads from now on", len(batch), elapsed * 1000, self.inline_images)
+                log.info("%d model calls in a row took over %g ms on the event loop (the last: %d image(s), %.1f ms); "
+                         "calls of more than %d image(s) go to model threads from now on", SLOW_CALLS,
+                         INLINE_LIMIT * 1000, len(batch), elapsed * 1000, self.inline_images)
         self._deliver(items, batch, prediction)
 
     async def _call(self, slot, items: list) -> None:
