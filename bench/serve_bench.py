@@ -122,7 +122,8 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
     bodies = [png(image) for image in images]
     port = free_port()
     bare = LocalServer(model_dir, port=port, command=serve_peers.bare_command(scratch, port))
-    mlserver, mlserver_port, mlserver_ready = start_mlserver(scratch, model_dir, args)
+    mlserver, mlserver_port, mlserver_ready = (start_mlserver(scratch, model_dir, args) if not args.ceiling_only
+                                               else (None, None, None))
     results: dict = {"mlserver_ready_s": mlserver_ready}
     # With --tuned-env, a second convlab server with those settings joins the same turns.
     tuned_env = dict(pair.split("=", 1) for pair in args.tuned_env)
@@ -130,12 +131,14 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
     try:
         with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab, bare, tuned or contextlib.nullcontext():
             targets = [Target("convlab", convlab.port, bodies, pid=convlab.process.pid),
-                       Target("bare", bare.port, bodies, pid=bare.process.pid),
-                       Target("mlserver", mlserver_port, [serve_peers.v2_body(image) for image in images],
-                              f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json", mlserver.pid)]
+                       Target("bare", bare.port, bodies, pid=bare.process.pid)]
+            if mlserver:
+                targets.append(Target("mlserver", mlserver_port, [serve_peers.v2_body(image) for image in images],
+                                      f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json",
+                                      mlserver.pid))
+                results["agreement"] = agreement(targets[0], targets[2])
             if tuned:
                 targets.append(Target("tuned", tuned.port, bodies, pid=tuned.process.pid))
-            results["agreement"] = agreement(targets[0], targets[2])
             for target in targets:
                 warm(target, 200)
             for clients in (1, 16):
@@ -148,8 +151,9 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
                 for name, row in level.items():
                     results[f"{name}/{clients}"] = row
     finally:
-        mlserver.terminate()
-        mlserver.wait(30)
+        if mlserver:
+            mlserver.terminate()
+            mlserver.wait(30)
     return results
 
 
@@ -172,7 +176,8 @@ def print_rows(results: dict, model_dir: Path) -> None:
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(f"model: {model_dir}   machine: {os.cpu_count()} CPUs   python {sys.version.split()[0]}   "
-          f"uvicorn: {http} parser, {loop} event loop   mlserver {serve_peers.mlserver_version()}")
+          f"uvicorn: {http} parser, {loop} event loop"
+          + (f"   mlserver {serve_peers.mlserver_version()}" if "mlserver/1" in results else ""))
     print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
           f"{'CPU ms/req: server':>20}{'client':>8}")
     for name in ("bare", "convlab", "tuned", "mlserver", "naive"):
@@ -186,19 +191,22 @@ def print_rows(results: dict, model_dir: Path) -> None:
     print()
 
 
-def print_extras(results: dict, cold: dict, throughput: dict, args: argparse.Namespace) -> None:
+def print_extras(results: dict, cold: dict, throughput: dict | None, args: argparse.Namespace) -> None:
     print(f"micro-batching: {results['convlab/1']['images_per_call']:.2f} images per model call at 1 client, "
-          f"{results['convlab/16']['images_per_call']:.2f} at 16 clients; mlserver adaptive batching "
-          f"max_batch_size {args.mlserver_max_batch_size}, max_batch_time {args.mlserver_max_batch_time * 1000:g} ms; "
-          f"same class from convlab and mlserver on {results['agreement']:.0%} of 50 images")
-    print(f"cold start to /ping 200 (median of {args.cold_start_repeats}): onnx {cold['onnx']:.2f} s, "
-          f"savedmodel {cold['savedmodel']:.2f} s ({cold['savedmodel'] / cold['onnx']:.1f}x); "
-          f"mlserver to model ready {results['mlserver_ready_s']:.2f} s")
-    print(f"batch 256: bare onnxruntime call {throughput['onnxruntime']:,.0f} images/s "
-          f"(a session with default options: {throughput['onnxruntime_default']:,.0f}); handler (npy in, npy out) "
-          f"{throughput['handler_npy']:,.0f} images/s ({throughput['handler_npy'] / throughput['onnxruntime']:.2f}x); "
-          f"handler (npy in, JSON out) {throughput['handler_json']:,.0f} images/s "
-          f"({throughput['handler_json'] / throughput['onnxruntime']:.2f}x)")
+          f"{results['convlab/16']['images_per_call']:.2f} at 16 clients")
+    if "agreement" in results:
+        print(f"mlserver adaptive batching max_batch_size {args.mlserver_max_batch_size}, max_batch_time "
+              f"{args.mlserver_max_batch_time * 1000:g} ms; same class from convlab and mlserver on "
+              f"{results['agreement']:.0%} of 50 images; mlserver to model ready {results['mlserver_ready_s']:.2f} s")
+    savedmodel = (f", savedmodel {cold['savedmodel']:.2f} s ({cold['savedmodel'] / cold['onnx']:.1f}x)"
+                  if "savedmodel" in cold else "")
+    print(f"cold start to /ping 200 (median of {args.cold_start_repeats}): onnx {cold['onnx']:.2f} s{savedmodel}")
+    if throughput:
+        print(f"batch 256: bare onnxruntime call {throughput['onnxruntime']:,.0f} images/s "
+              f"(a session with default options: {throughput['onnxruntime_default']:,.0f}); handler (npy in, npy "
+              f"out) {throughput['handler_npy']:,.0f} images/s "
+              f"({throughput['handler_npy'] / throughput['onnxruntime']:.2f}x); handler (npy in, JSON out) "
+              f"{throughput['handler_json']:,.0f} images/s ({throughput['handler_json'] / throughput['onnxruntime']:.2f}x)")
     print()
 
 
@@ -217,20 +225,22 @@ def checks(results: dict, cold: dict) -> list[tuple[str, bool, str]]:
     r = results
     found = []
     for clients in (1, 16):
-        ours, bare, peer = r[f"convlab/{clients}"], r[f"bare/{clients}"], r[f"mlserver/{clients}"]
+        ours, bare, peer = r[f"convlab/{clients}"], r[f"bare/{clients}"], r.get(f"mlserver/{clients}")
         ceiling = ours["rps"] / bare["rps"]
         found.append((f"{clients:>2} client(s): throughput >= 80 % of the transport ceiling", ceiling >= 0.8,
                       f"{ceiling:.0%} ({ours['rps']:.0f} / {bare['rps']:.0f} req/s)"))
         extra = ours["p50"] - bare["p50"]
         found.append((f"{clients:>2} client(s): p50 <= ceiling p50 + 0.3 ms", extra <= 0.3,
                       f"+{extra:.2f} ms ({ours['p50']:.2f} vs {bare['p50']:.2f} ms)"))
-        versus = ours["rps"] / peer["rps"]
-        found.append((f"{clients:>2} client(s): >= 2x MLServer's throughput", versus >= 2.0, f"{versus:.2f}x"))
-        found.append((f"{clients:>2} client(s): p50 no worse than MLServer's", ours["p50"] <= peer["p50"],
-                      f"{ours['p50']:.2f} vs {peer['p50']:.2f} ms ({peer['p50'] / ours['p50']:.2f}x lower)"))
-        naive = ours["rps"] / r[f"naive/{clients}"]["rps"]
-        found.append((f"{clients:>2} client(s): >= 50x the naive throughput", naive >= 50 or clients == 1,
-                      f"{naive:.1f}x" + (" (target at 16 clients only)" if clients == 1 else "")))
+        if peer:
+            versus = ours["rps"] / peer["rps"]
+            found.append((f"{clients:>2} client(s): >= 2x MLServer's throughput", versus >= 2.0, f"{versus:.2f}x"))
+            found.append((f"{clients:>2} client(s): p50 no worse than MLServer's", ours["p50"] <= peer["p50"],
+                          f"{ours['p50']:.2f} vs {peer['p50']:.2f} ms ({peer['p50'] / ours['p50']:.2f}x lower)"))
+        if f"naive/{clients}" in r:
+            naive = ours["rps"] / r[f"naive/{clients}"]["rps"]
+            found.append((f"{clients:>2} client(s): >= 50x the naive throughput", naive >= 50 or clients == 1,
+                          f"{naive:.1f}x" + (" (target at 16 clients only)" if clients == 1 else "")))
     found.append(("p50 <= 2 ms at 1 client", r["convlab/1"]["p50"] <= 2.0, f"{r['convlab/1']['p50']:.2f} ms"))
     found.append(("cold start <= 1.5 s with ONNX", cold["onnx"] <= 1.5, f"{cold['onnx']:.2f} s"))
     return found
@@ -248,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                              "as row 'tuned'")
     parser.add_argument("--mlserver-max-batch-size", type=int, default=16)
     parser.add_argument("--mlserver-max-batch-time", type=float, default=0.001, help="seconds")
+    parser.add_argument("--ceiling-only", action="store_true",
+                        help="only convlab and the bare transport ceiling (no MLServer, naive server, SavedModel "
+                             "cold start or batch-256 throughput): the ceiling targets in a short run")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as scratch:
@@ -257,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{model_dir}/model.onnx not found: export it with training.onnx_export.export_onnx")
         images = test_images(500)
         results = peer_rows(scratch, model_dir, images, args)
-        results.update(naive_rows(scratch, model_dir, images, args.naive_requests))
-        cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in ("onnx", "savedmodel")}
-        throughput = handler_throughput(model_dir, images)
+        backends = ("onnx",) if args.ceiling_only else ("onnx", "savedmodel")
+        if not args.ceiling_only:
+            results.update(naive_rows(scratch, model_dir, images, args.naive_requests))
+        cold = {backend: cold_start(model_dir, backend, args.cold_start_repeats) for backend in backends}
+        throughput = None if args.ceiling_only else handler_throughput(model_dir, images)
         stages = handler_stages(model_dir, png(images[0]))
 
     print()

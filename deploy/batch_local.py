@@ -3,13 +3,16 @@
 A pool of threads reads each object, splits it into requests and runs input_fn on them. Requests
 whose decoded batch has the model's input shape, when predict_fn is row-wise, wait for one stacked
 predict_fn call of at least `batch_size` images (as the server's micro-batcher joins concurrent
-requests); the others are predicted alone. output_fn encodes each request's rows with its own
+requests); the others are predicted alone. Every predict_fn call (and the output_fn of its
+requests) runs, in order, on one model thread, so the next batch is read and decoded while the
+last one is predicted. output_fn encodes each request's rows with its own
 context, so every response is the body the server would answer for that request.
 """
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -70,21 +73,33 @@ def answers_in_process(handler: Handler, source, items: list[Item], options: Tra
     waiting: list[_Object] = []
     batch: list[_Request] = []
     images = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-get") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-get") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="transform-predict") as model:
+        calls: deque[Future] = deque()  # model jobs in submission order: one batch predicts while the next is read
         for obj in in_order(pool, items, decode, max(batch_size * 2, workers * 2)):
             for request in obj.requests:
                 if handler.batchable(request.data):
                     batch.append(request)
                     images += len(request.data)
                 else:
-                    _answer_alone(handler, request)
+                    calls.append(model.submit(_answer_alone, handler, request))
             waiting.append(obj)
             if images >= batch_size:
-                _answer_batch(handler, batch)
+                _settle(calls, keep=0)  # the previous batch: at most one waits while one is read
+                calls.append(model.submit(_answer_batch, handler, batch))
                 batch, images = [], 0
+            _settle(calls, keep=len(calls))
             yield from _finished(waiting, options)
-        _answer_batch(handler, batch)
+        calls.append(model.submit(_answer_batch, handler, batch))
+        _settle(calls, keep=0)
         yield from _finished(waiting, options, everything=True)
+
+
+def _settle(calls: deque, keep: int) -> None:
+    """Collect the finished model jobs at the front, and wait for the oldest until `keep` remain.
+    Failures are recorded on the requests themselves; an exception here is a bug, raised."""
+    while calls and (len(calls) > keep or calls[0].done()):
+        calls.popleft().result()
 
 
 def _finished(waiting: list[_Object], options: TransformOptions, everything: bool = False) -> Iterator[Answer]:

@@ -99,13 +99,15 @@ async def decode_body(handler: Handler, body: bytes, context: RequestContext):
 
 
 def predict(state: "ServingState", data, context: RequestContext):
-    """An awaitable prediction: through the micro-batcher when predict_fn is row-wise and the batch
-    has the model's input shape, else one call of its own on a model thread."""
+    """An awaitable prediction, asyncio.TimeoutError past the timeout: through the micro-batcher
+    when predict_fn is row-wise and the batch has the model's input shape, else one call of its
+    own on a model thread."""
     handler = state.handler
     if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
             and data.shape[1:] == state.expected_shape()):
         return state.batcher.submit(data)
-    return state.threads.run(handler.run_predict, data, state.model, context)
+    return asyncio.wait_for(state.threads.run(handler.run_predict, data, state.model, context),
+                            state.settings.timeout)
 
 
 def answer_headers(context: RequestContext) -> dict | None:
@@ -144,7 +146,7 @@ async def invocations(request: Request) -> Response:
         arriving = False
         images = len(data) if isinstance(data, np.ndarray) and data.ndim else 0
         try:
-            prediction = await asyncio.wait_for(predict(state, data, context), state.settings.timeout)
+            prediction = await predict(state, data, context)
         except asyncio.TimeoutError:
             status = 504
             return json_response({"error": "gateway timeout", "status": 504, "message":
@@ -167,8 +169,9 @@ async def invocations(request: Request) -> Response:
     finally:
         if arriving:
             batcher.arriving -= 1
-        access_log.info("POST /invocations %d %s images=%d bytes=%d %.2fms", status,
-                        context.request_content_type or "-", images, size, (time.perf_counter() - started) * 1000)
+        if status >= 400 or state.settings.access_log:
+            access_log.info("POST /invocations %d %s images=%d bytes=%d %.2fms", status, context.request_content_type
+                            or "-", images, size, (time.perf_counter() - started) * 1000)
 
 
 async def ping(request: Request) -> Response:
@@ -209,7 +212,7 @@ def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state.batcher = MicroBatcher(state.predict_batch, state.threads, settings.max_batch,
-                                     settings.batch_wait_ms / 1000)
+                                     settings.batch_wait_ms / 1000, settings.timeout)
         state.batcher.start()
         loading = None
         if load_in_background:

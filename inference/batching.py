@@ -3,18 +3,27 @@
 Requests queue their decoded batches; once the model threads let a call start, one task takes
 whatever is queued (up to max_batch images), runs predict_fn once on a model thread, and hands
 each request its rows. While the model runs, new requests pile up for the next call, so throughput
-grows with concurrency. When other requests are still being read or decoded, the batcher waits for
+grows with concurrency. A small call (a few images of a fast model, see ServingState) with no
+other call running is predicted on the event loop itself: the hand-off to a thread and back costs
+more than such a call. When other requests are still being read or decoded, the batcher waits for
 them at most `max_wait` seconds; alone, a request goes to the model at once. A call that stalls
 does not stop the batcher: the model threads start the next call beside it (model_threads.py).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Callable
 
 import numpy as np
 
 from .model_threads import ModelThreads
+
+log = logging.getLogger("convlab.serve")
+
+INLINE_LIMIT = 0.005  # seconds: calls on the event loop longer than this lower inline_images ...
+SLOW_CALLS = 3  # ... when this many come in a row
 
 
 def split_prediction(prediction, start: int, stop: int, rows: int):
@@ -28,12 +37,17 @@ def split_prediction(prediction, start: int, stop: int, rows: int):
 
 class MicroBatcher:
     def __init__(self, predict: Callable[[np.ndarray], object], threads: ModelThreads,
-                 max_batch: int = 64, max_wait: float = 0.002):
+                 max_batch: int = 64, max_wait: float = 0.002, timeout: float | None = None):
         self._predict = predict
         self._threads = threads
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.timeout = timeout  # seconds from submit() to the answer; then asyncio.TimeoutError
         self.arriving = 0  # requests being read or decoded: they may join the next model call
+        # Calls of at most this many images run on the event loop itself while no other call runs
+        # (0: never); set from the model's measured speed (ServingState), lowered when a call is slow.
+        self.inline_images = 0
+        self._slow_inline = 0  # inline calls in a row that took longer than INLINE_LIMIT
         self.calls = 0
         self.images = 0
         self._queue: asyncio.Queue | None = None
@@ -55,11 +69,15 @@ class MicroBatcher:
                 except asyncio.CancelledError:
                     pass
 
-    async def submit(self, batch: np.ndarray):
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((batch, future))
+    def submit(self, batch: np.ndarray) -> asyncio.Future:
+        """A future of the batch's prediction rows; it fails with asyncio.TimeoutError after
+        `timeout` seconds (one timer per request, cancelled when the answer comes)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        timer = loop.call_later(self.timeout, _expire, future) if self.timeout else None
+        self._queue.put_nowait((batch, future, timer))
         self._wakeup.set()
-        return await future
+        return future
 
     async def _collect(self, first) -> list:
         loop = asyncio.get_running_loop()
@@ -87,32 +105,84 @@ class MicroBatcher:
         while True:
             first = await self._queue.get()
             slot = await self._threads.acquire()  # requests queued meanwhile join this call
-            items = [(batch, future) for batch, future in await self._collect(first) if not future.done()]
+            items = [item for item in await self._collect(first) if not item[1].done()]
             if not items:
                 self._threads.release(slot)
+                continue
+            if self._threads.running == 1 and sum(len(item[0]) for item in items) <= self.inline_images:
+                try:
+                    self._predict_inline(items)
+                finally:
+                    self._threads.release(slot)
                 continue
             task = loop.create_task(self._call(slot, items))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
+    def _predict_inline(self, items: list) -> None:
+        """A small call with nothing else running: on the event loop, without the hand-off to a
+        model thread and back. SLOW_CALLS calls in a row slower than INLINE_LIMIT (not one call
+        that another process's load delayed) halve what runs inline from then on."""
+        batch = _stacked(items)
+        started = time.perf_counter()
+        try:
+            prediction = self._predict(batch)
+        except Exception as exc:  # handed to every waiting request, which answers with it
+            _fail(items, exc)
+            return
+        finally:
+            elapsed = time.perf_counter() - started
+            self._slow_inline = self._slow_inline + 1 if elapsed > INLINE_LIMIT else 0
+            if self._slow_inline >= SLOW_CALLS:
+                self._slow_inline = 0
+                self.inline_images //= 2
+                log.info("%d model calls in a row took over %g ms on the event loop (the last: %d image(s), %.1f ms); "
+                         "calls of more than %d image(s) go to model threads from now on", SLOW_CALLS,
+                         INLINE_LIMIT * 1000, len(batch), elapsed * 1000, self.inline_images)
+        self._deliver(items, batch, prediction)
+
     async def _call(self, slot, items: list) -> None:
-        batch = items[0][0] if len(items) == 1 else np.concatenate([b for b, _ in items])
+        batch = _stacked(items)
         try:
             prediction = await self._threads.call(slot, self._predict, batch)
         except Exception as exc:  # handed to every waiting request, which answers with it
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(items, exc)
             return
+        self._deliver(items, batch, prediction)
+
+    def _deliver(self, items: list, batch: np.ndarray, prediction) -> None:
         self.calls += 1
         self.images += len(batch)
         if len(items) == 1:
-            if not items[0][1].done():
-                items[0][1].set_result(prediction)
+            _answer(items[0], prediction)
             return
         start = 0
-        for part, future in items:
-            stop = start + len(part)
-            if not future.done():
-                future.set_result(split_prediction(prediction, start, stop, len(batch)))
+        for item in items:
+            stop = start + len(item[0])
+            _answer(item, split_prediction(prediction, start, stop, len(batch)))
             start = stop
+
+
+def _stacked(items: list) -> np.ndarray:
+    return items[0][0] if len(items) == 1 else np.concatenate([item[0] for item in items])
+
+
+def _answer(item, result) -> None:
+    _, future, timer = item
+    if timer:
+        timer.cancel()
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(items: list, exc: BaseException) -> None:
+    for _, future, timer in items:
+        if timer:
+            timer.cancel()
+        if not future.done():
+            future.set_exception(exc)
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from . import png_fast
 from .errors import BadInput, UnsupportedContentType
 from .preprocessing import Preprocessing, open_image
 
@@ -35,6 +36,9 @@ def media_type(header: str | None) -> str:
 
 
 def decode_png(body: bytes, prep: Preprocessing) -> np.ndarray:
+    pixels = png_fast.decode(body, prep.height, prep.width, prep.color_mode, prep.rescale)
+    if pixels is not None:
+        return pixels
     return prep.image_to_array(open_image(body, ["PNG"], PNG))[None]
 
 

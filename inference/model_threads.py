@@ -64,6 +64,11 @@ class ModelThreads:
         self._changed: asyncio.Event | None = None
         self._count = 0
 
+    @property
+    def running(self) -> int:
+        """Calls holding a slot now."""
+        return len(self._running)
+
     def _wait_time(self, now: float) -> float:
         """Seconds until a call may start (0: now)."""
         if not self._running:

@@ -99,6 +99,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "serve", default_host:
     parser.add_argument("--max-batch", type=int, default=None, help="images per model call (default 64)")
     parser.add_argument("--batch-wait-ms", type=float, default=None,
                         help="longest wait for concurrent requests to join a model call (default 2)")
+    parser.add_argument("--access-log", action="store_true", default=None,
+                        help="log one line per request (default: CONVLAB_ACCESS_LOG or false; failed requests "
+                             "are logged either way)")
     args = parser.parse_args(argv)
     settings = ServeSettings(
         model_dir=str(Path(args.model_dir or default_model_dir()).resolve()),
@@ -112,6 +115,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "serve", default_host:
         backend=(args.backend or _env("CONVLAB_BACKEND", "auto")).lower(),
         model_threads=_env("CONVLAB_MODEL_THREADS", 4, int),
         stall_ms=_env("CONVLAB_STALL_MS", 100.0, float),
+        access_log=args.access_log or _flag("CONVLAB_ACCESS_LOG"),
         batch=_flag("SAGEMAKER_BATCH"),
         batch_strategy=_batch_strategy(),
         max_concurrent_transforms=_env("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", None, int) or None,

@@ -22,6 +22,7 @@ class ServeSettings:
     backend: str = "auto"
     model_threads: int = 4
     stall_ms: float = 100.0
+    access_log: bool = False  # one log line per request; failed requests (4xx/5xx) are always logged
     # Set by SageMaker in a batch transform container (SAGEMAKER_BATCH, SAGEMAKER_BATCH_STRATEGY,
     # SAGEMAKER_MAX_CONCURRENT_TRANSFORMS); /execution-parameters reflects them.
     batch: bool = False
