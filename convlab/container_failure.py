@@ -9,16 +9,39 @@ failure file anywhere there is what counts.
 """
 from __future__ import annotations
 
+import logging
 import shutil
+import subprocess
 from pathlib import Path
+
+log = logging.getLogger("convlab.launch")
 
 
 def clear_previous_run(container_root: Path) -> None:
-    """The SDK merges every run's outputs into the same folders: start each run without the last's."""
+    """The SDK merges every run's outputs into the same folders: start each run without the last's
+    (and without its containers)."""
+    compose_down(container_root)
     for name in ("artifacts", "compressed_artifacts", "model", "output"):
         shutil.rmtree(Path(container_root) / name, ignore_errors=True)
     for host in Path(container_root).glob("algo-*"):
         shutil.rmtree(host, ignore_errors=True)
+
+
+def compose_down(container_root: Path) -> None:
+    """Remove the run's containers (docker-compose leaves them stopped). Left behind, they belong to
+    the same compose project as every later run (named after the folder, `container`), which then
+    stops on them as orphans, or on their image once it has been rebuilt."""
+    compose_file = Path(container_root) / "docker-compose.yaml"
+    if not compose_file.is_file():
+        return
+    try:
+        result = subprocess.run(["docker-compose", "-f", str(compose_file), "down", "--remove-orphans"],
+                                capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not remove the containers of %s: %s", compose_file, exc)
+        return
+    if result.returncode != 0:
+        log.warning("docker-compose down %s: %s", compose_file, result.stderr.strip()[-300:])
 
 
 def host_failures(container_root: Path, instance_count: int = 1) -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from convlab.container_failure import clear_previous_run, describe_failure, host_failures
+from convlab.container_failure import clear_previous_run, compose_down, describe_failure, host_failures
 from convlab.s3data import (CHANNELS, MetricsUnavailable, describe_transfer, fetch_metrics, plan_transfer,
                             s3_channels, upload_dataset)
 from convlab.sagemaker_setup import (LaunchError, bucket_name, created_job_name, resolve_role,
@@ -206,12 +206,15 @@ def _create_job(trainer: Any, cfg: LaunchConfig, channels: dict[str, str]) -> st
         clear_previous_run(container_root)
     try:
         trainer.train(input_data_config=inputs, wait=cfg.local_container, logs=False, dry_run=cfg.dry_run)
+        if cfg.local_container and not cfg.dry_run:
+            compose_down(container_root)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise LaunchError(f"CreateTrainingJob refused: {error.get('Code')}: {error.get('Message')}") from None
     except RuntimeError as exc:  # docker-compose ended non-zero: a container failed
         if not cfg.local_container:
             raise
+        compose_down(container_root)
         raise LaunchError(describe_failure(container_root, exc, cfg.instance_count)) from None
     if cfg.local_container and not cfg.dry_run and host_failures(container_root, cfg.instance_count):
         raise LaunchError(describe_failure(container_root, instance_count=cfg.instance_count))
