@@ -336,6 +336,11 @@ def test_the_serve_only_image_holds_no_tensorflow_and_answers_like_the_full_imag
             status, _, payload = invoke(served.port, npy.getvalue(), "application/x-npy", "application/x-npy")
             assert status == 200, payload[:300]
             answers[image] = np.load(io.BytesIO(payload))
+            # The try-it page and its feature maps come from whatever the server loaded.
+            assert request(served.port, "GET", "/")[0] == 200
+            status, _, explained = request(served.port, "POST", "/explain", png_bytes(images[0]),
+                                           {"Content-Type": "image/png"})
+            assert status == 200 and json.loads(explained)["blocks"], explained[:300]
     np.testing.assert_allclose(answers[serve_image], answers[convlab_image], atol=1e-5)
 
 
