@@ -100,10 +100,9 @@ def run_line(name: str, m: dict) -> str:
 
 
 def markdown(results: dict, configs: dict, args: argparse.Namespace, where: str) -> str:
-    first = results["mlp"]["runs"][0]
+    first = next(iter(results.values()))["runs"][0]
     rows = []
-    for name in ("mlp", "cnn"):
-        r = results[name]
+    for name, r in results.items():
         per_seed = ", ".join(f"{100 * m['test_accuracy']:.2f}" for m in r["runs"])
         compute = max(m["compute_flop"] for m in r["runs"]) / 1e15
         wall = statistics.mean(m["wall_seconds"] for m in r["runs"])
@@ -115,7 +114,7 @@ def markdown(results: dict, configs: dict, args: argparse.Namespace, where: str)
         "## Accuracy on Fashion-MNIST (bench/accuracy.py)",
         "",
         f"Full training set ({first['num_train']:,} train / {first['num_val']:,} validation), full test set "
-        f"({first['num_test']:,}); {len(results['mlp']['runs'])} seeds per model; machine: {where}; command: "
+        f"({first['num_test']:,}); {len(next(iter(results.values()))['runs'])} seeds per model; machine: {where}; command: "
         f"`python bench/accuracy.py{' --cores ' + str(args.cores) if args.cores else ''} --seeds {args.seeds}"
         f"{''.join(' --set ' + pair for pair in args.set)}`. Best epoch chosen on validation only.",
         "",
@@ -126,7 +125,7 @@ def markdown(results: dict, configs: dict, args: argparse.Namespace, where: str)
         "",
         "Recipe: " + "; ".join(f"{name.upper()} " + json.dumps({k: v for k, v in configs[name].items()
                                                                 if k not in ("verbose", "export_onnx")},
-                                                               sort_keys=True) for name in ("mlp", "cnn")),
+                                                               sort_keys=True) for name in results),
         SECTION[1],
     ])
 
@@ -150,6 +149,7 @@ def parse_args(argv):
     parser.add_argument("--cores", type=int, help="pin this process to the first N CPU cores")
     parser.add_argument("--data", help="training channel (default: the installed Fashion-MNIST)")
     parser.add_argument("--results", help="write the results section into this markdown file")
+    parser.add_argument("--models", default="mlp,cnn", help="which recipes to train, comma-separated (default mlp,cnn)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change a CNN hyperparameter, e.g. --set filters=32 --set epochs=20")
     args = parser.parse_args(argv)
@@ -170,7 +170,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     channels, where = {"train": str(data)}, machine()
-    configs = {name: dict(config, **(QUICK if args.quick else {})) for name, config in CONFIGS.items()}
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown or not names:
+        print(f"accuracy: --models: expected names from {', '.join(CONFIGS)}, got {args.models!r}", file=sys.stderr)
+        return 2
+    configs = {name: dict(CONFIGS[name], **(QUICK if args.quick else {})) for name in names}
+    if args.set and "cnn" not in configs:
+        print("accuracy: --set changes the cnn recipe, which --models left out", file=sys.stderr)
+        return 2
     for pair in args.set:
         key, _, value = pair.partition("=")
         configs["cnn"][key.strip()] = value.strip()

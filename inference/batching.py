@@ -5,7 +5,8 @@ whatever is queued (up to max_batch images), runs predict_fn once on a model thr
 each request its rows. While the model runs, new requests pile up for the next call, so throughput
 grows with concurrency. A small call (a few images of a fast model, see ServingState) with no
 other call running is predicted on the event loop itself: the hand-off to a thread and back costs
-more than such a call. When other requests are still being read or decoded, the batcher waits for
+more than such a call; when the batcher is idle the request makes that call at once (try_inline),
+without the queue. When other requests are still being read or decoded, the batcher waits for
 them at most `max_wait` seconds; alone, a request goes to the model at once. A call that stalls
 does not stop the batcher: the model threads start the next call beside it (model_threads.py).
 """
@@ -24,6 +25,7 @@ log = logging.getLogger("convlab.serve")
 
 INLINE_LIMIT = 0.005  # seconds: calls on the event loop longer than this lower inline_images ...
 SLOW_CALLS = 3  # ... when this many come in a row
+NOT_INLINE = object()  # try_inline's answer when the call must go through the queue
 
 
 def split_prediction(prediction, start: int, stop: int, rows: int):
@@ -119,17 +121,24 @@ class MicroBatcher:
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
-    def _predict_inline(self, items: list) -> None:
-        """A small call with nothing else running: on the event loop, without the hand-off to a
-        model thread and back. SLOW_CALLS calls in a row slower than INLINE_LIMIT (not one call
-        that another process's load delayed) halve what runs inline from then on."""
-        batch = _stacked(items)
+    def try_inline(self, batch: np.ndarray):
+        """The prediction of a small batch, made at once on the event loop when the batcher is
+        idle (nothing queued, no call running, no other request being read or decoded); else
+        NOT_INLINE and the caller submits it. Saves the queue and the batcher task's wake-up."""
+        if (len(batch) > self.inline_images or self.arriving > 0 or self._threads.running
+                or not self._queue.empty()):
+            return NOT_INLINE
+        prediction = self._timed_predict(batch)
+        self.calls += 1
+        self.images += len(batch)
+        return prediction
+
+    def _timed_predict(self, batch: np.ndarray):
+        """A call on the event loop. SLOW_CALLS calls in a row slower than INLINE_LIMIT (not one
+        call that another process's load delayed) halve what runs inline from then on."""
         started = time.perf_counter()
         try:
-            prediction = self._predict(batch)
-        except Exception as exc:  # handed to every waiting request, which answers with it
-            _fail(items, exc)
-            return
+            return self._predict(batch)
         finally:
             elapsed = time.perf_counter() - started
             self._slow_inline = self._slow_inline + 1 if elapsed > INLINE_LIMIT else 0
@@ -139,6 +148,16 @@ class MicroBatcher:
                 log.info("%d model calls in a row took over %g ms on the event loop (the last: %d image(s), %.1f ms); "
                          "calls of more than %d image(s) go to model threads from now on", SLOW_CALLS,
                          INLINE_LIMIT * 1000, len(batch), elapsed * 1000, self.inline_images)
+
+    def _predict_inline(self, items: list) -> None:
+        """A small call with nothing else running: on the event loop, without the hand-off to a
+        model thread and back."""
+        batch = _stacked(items)
+        try:
+            prediction = self._timed_predict(batch)
+        except Exception as exc:  # handed to every waiting request, which answers with it
+            _fail(items, exc)
+            return
         self._deliver(items, batch, prediction)
 
     async def _call(self, slot, items: list) -> None:

@@ -149,8 +149,8 @@ def _explain(page: dict, model_dir: str, body: bytes, content_type: str | None, 
 
 
 async def explain(request: Request) -> Response:
-    from .app import error_status, read_body
     from .backends import read_model_metadata
+    from .invocations import ClientGone, error_status, read_body
 
     state = request.app.state.serving
     if not state.ready:
@@ -159,12 +159,15 @@ async def explain(request: Request) -> Response:
     content_type = request.headers.get("content-type")
     try:
         decoders.check_content_type(content_type)
-        body = await read_body(request, state.settings.max_payload_bytes)
+        body = await read_body(request.receive, request.headers.get("content-length"),
+                               state.settings.max_payload_bytes)
         preprocessing = getattr(state.model, "preprocessing", None) or \
             read_model_metadata(Path(state.settings.model_dir))[1]
         executor, page = _explainer(request.app)
         document = await asyncio.get_running_loop().run_in_executor(
             executor, _explain, page, state.settings.model_dir, body, content_type, preprocessing)
+    except ClientGone:
+        return _json({"error": "bad request", "status": 400, "message": "the client disconnected"}, 400)
     except InferenceError as exc:
         if error_status(exc) is None or exc.status >= 500:
             raise

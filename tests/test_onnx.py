@@ -112,3 +112,24 @@ def test_training_exports_the_conv_blocks_beside_an_unchanged_model_onnx(trained
     kernel = np.asarray(model.get_layer("block1_conv1").kernel)
     assert document["filters"]["shape"] == list(kernel.shape)
     np.testing.assert_allclose(document["filters"]["weights"], kernel, atol=1e-6)
+
+
+def test_the_one_thread_session_for_small_calls_gives_the_same_answers(trained_model_dir, fashion_test_images):
+    from inference.backends import OnnxBackend
+
+    images = fashion_test_images[0][:8].astype(np.float32) / 255
+    backend = OnnxBackend(trained_model_dir / "model.onnx", threads=2)
+    backend.calibrate((28, 28, 1))
+    assert backend.one_thread_images in (0, 1, 2, 4, 8, 16, 32)
+    backend.one_thread_images = 0
+    full = [backend.predict(images[:size]) for size in (1, 8)]
+    backend.one_thread_images = 8
+    small = [backend.predict(images[:size]) for size in (1, 8)]
+    for a, b in zip(full, small):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert full[1].shape == (8, 10) and (full[1].argmax(1) == small[1].argmax(1)).all()
+    # one thread asked for: no second session, every call on the one there is
+    single = OnnxBackend(trained_model_dir / "model.onnx", threads=1)
+    single.calibrate((28, 28, 1))
+    assert single.one_thread_images == 0
+    np.testing.assert_allclose(single.predict(images[:1]), full[0], atol=1e-5)

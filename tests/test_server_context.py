@@ -111,6 +111,33 @@ def test_an_override_takes_the_context_as_an_argument_or_a_keyword(trained_model
     assert headers["x-amzn-sagemaker-custom-attributes"] == "answered=1"
 
 
+BARE_BODY_OVERRIDE = '''
+import json
+
+
+def output_fn(prediction, accept):
+    return json.dumps({"top": [int(row.argmax()) for row in prediction["probabilities"]], "accept": accept})
+'''
+
+
+def test_an_output_fn_returning_a_bare_body_answers_with_the_accept_type(trained_model_dir, fashion_test_images,
+                                                                         tmp_path):
+    """sagemaker-inference's rule: output_fn may return the body alone; it goes out as the Accept type."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model_dir)
+    (model_dir / "code").mkdir(exist_ok=True)
+    (model_dir / "code" / "inference.py").write_text(BARE_BODY_OVERRIDE)
+    images = fashion_test_images[0][:3]
+    with LocalServer(trained_model_dir, log_path=tmp_path / "plain.log") as plain:
+        expected = [json.loads(invoke(plain.port, png_bytes(image), "image/png")[2])["predictions"][0]["class_index"]
+                    for image in images]
+    with LocalServer(model_dir, log_path=tmp_path / "bare.log") as server:
+        answers = [invoke(server.port, png_bytes(image), "image/png", "application/json") for image in images]
+    assert all(status == 200 and media == "application/json" for status, media, _ in answers), answers
+    assert [json.loads(payload)["top"][0] for _, _, payload in answers] == expected
+    assert json.loads(answers[0][2])["accept"] == "application/json"
+
+
 SLOW_OVERRIDE = '''
 import time
 from pathlib import Path

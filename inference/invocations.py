@@ -1,0 +1,207 @@
+"""POST /invocations as a plain ASGI endpoint: the request path every prediction takes.
+
+It reads the ASGI messages itself instead of going through Starlette's Request and Response, and
+the app (app.py) hands it POST /invocations before Starlette's routing and middleware: on a small
+model those layers cost more than the model call. A request's mistakes are answered 4xx with a
+JSON body naming the problem (415 content type, 413 payload, 406 Accept, 400 input); only the
+server's own faults are 5xx.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import numpy as np
+
+from . import decoders, encoders
+from .context import CUSTOM_ATTRIBUTES, RequestContext
+from .errors import BadInput, InferenceError, PayloadTooLarge
+from .batching import NOT_INLINE
+from .overrides import Handler
+
+log = logging.getLogger("convlab.serve")
+access_log = logging.getLogger("convlab.serve.access")
+
+THREAD_DECODE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop
+DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many limits, then the connection closes
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was read."""
+
+
+def error_status(exc: BaseException) -> int | None:
+    """The HTTP status of a typed request error, including those of a handler copy shipped in
+    code/ (its own error classes, same shape)."""
+    if isinstance(exc, InferenceError):
+        return exc.status
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and 400 <= status < 600 and callable(getattr(exc, "to_dict", None)):
+        return status
+    return None
+
+
+def content_type_header(media: str) -> bytes:
+    """The Content-Type of an answer: text types say their charset (as Starlette's Response did)."""
+    if media.startswith("text/") and "charset=" not in media:
+        media += "; charset=utf-8"
+    return media.encode("latin-1")
+
+
+async def respond(send, status: int, body: bytes, media: str | None, headers: dict | None = None) -> None:
+    raw = [(b"content-length", str(len(body)).encode())]
+    if media:
+        raw.append((b"content-type", content_type_header(media)))
+    for key, value in (headers or {}).items():
+        raw.append((key.lower().encode("latin-1"), str(value).encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(send, document: dict, status: int) -> None:
+    await respond(send, status, json.dumps(document).encode(), "application/json")
+
+
+async def read_body(receive, declared: str | None, limit: int) -> bytes:
+    """The whole body, or PayloadTooLarge past `limit` bytes (declared or read): the rest of an
+    oversized body is read and dropped, up to DRAIN_FACTOR limits, so the client can read the 413."""
+    too_large = PayloadTooLarge(f"the body is larger than the {limit / 1048576:g} MB payload limit "
+                                "(MaxPayloadInMB / --max-payload-mb)")
+    keep = not (declared and declared.isdigit() and int(declared) > limit)
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        size += len(chunk)
+        if keep and size <= limit:
+            chunks.append(chunk)
+        elif size > limit * DRAIN_FACTOR:
+            break  # past the drain budget: answer now, the connection closes
+    if size > limit or not keep:
+        raise too_large
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def decode_body(handler: Handler, body: bytes, context: RequestContext):
+    """input_fn, off the event loop for large bodies; an untyped failure becomes a 400."""
+    try:
+        if len(body) > THREAD_DECODE_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, handler.run_input, body, context.request_content_type, context)
+        return handler.run_input(body, context.request_content_type, context)
+    except Exception as exc:
+        if error_status(exc) is not None:
+            raise
+        raise BadInput(f"input_fn could not decode the {context.request_content_type or 'untyped'} body: "
+                       f"{type(exc).__name__}: {exc}") from exc
+
+
+async def predict(state, data, context: RequestContext):
+    """The prediction, asyncio.TimeoutError past the timeout. Row-wise predict_fn on a batch of the
+    model's input shape: on the event loop at once when the micro-batcher is idle and the call is
+    small (MicroBatcher.try_inline), else through the micro-batcher; anything else gets one call
+    of its own on a model thread."""
+    handler = state.handler
+    if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
+            and data.shape[1:] == state.expected_shape()):
+        prediction = state.batcher.try_inline(data)
+        if prediction is not NOT_INLINE:
+            return prediction
+        return await state.batcher.submit(data)
+    return await asyncio.wait_for(state.threads.run(handler.run_predict, data, state.model, context),
+                                  state.settings.timeout)
+
+
+def answer_headers(context: RequestContext) -> dict | None:
+    try:
+        return context.answer_headers() or None
+    except ValueError as exc:
+        log.warning("the handler's response custom attributes are dropped: %s", exc)
+        return None
+
+
+def request_context(scope: dict) -> RequestContext:
+    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    return RequestContext(headers.get("content-type"), headers.get("accept"),
+                          headers.get(CUSTOM_ATTRIBUTES.lower()), request_headers=headers)
+
+
+class Invocations:
+    """The ASGI endpoint of POST /invocations for one app's ServingState."""
+
+    def __init__(self, state):
+        self.state = state
+
+    async def __call__(self, scope, receive, send) -> None:
+        state = self.state
+        started = time.perf_counter()
+        context = request_context(scope)
+        batcher = state.batcher
+        batcher.arriving += 1
+        status, images, arriving = 500, 0, True
+        try:
+            if not state.ready:
+                status = 503
+                await respond_json(send, {"error": "service unavailable", "status": 503, "message":
+                                          "the model is still loading; retry when GET /ping answers 200"}, 503)
+                return
+            handler = state.handler
+            context.model = state.model
+            if handler.builtin_input:
+                decoders.check_content_type(context.request_content_type)
+            body = await read_body(receive, context.request_headers.get("content-length"),
+                                   state.settings.max_payload_bytes)
+            context.content_length = len(body)
+            if handler.builtin_output:
+                encoders.choose_accept(context.accept_header)
+            data = await decode_body(handler, body, context)
+            batcher.arriving -= 1
+            arriving = False
+            images = len(data) if isinstance(data, np.ndarray) and data.ndim else 0
+            status = await self._answer(send, data, context)
+        except ClientGone:
+            status = 499  # logged only: nobody is left to answer
+        except Exception as exc:
+            status = await self._fail(send, exc)
+        finally:
+            if arriving:
+                batcher.arriving -= 1
+            if status >= 400 or state.settings.access_log:
+                access_log.info("POST /invocations %d %s images=%d bytes=%d %.2fms", status,
+                                context.request_content_type or "-", images, context.content_length,
+                                (time.perf_counter() - started) * 1000)
+
+    async def _answer(self, send, data, context: RequestContext) -> int:
+        state = self.state
+        try:
+            prediction = await predict(state, data, context)
+        except asyncio.TimeoutError:
+            await respond_json(send, {"error": "gateway timeout", "status": 504, "message":
+                                      f"the prediction took over {state.settings.timeout:g} s "
+                                      "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
+            return 504
+        result = state.handler.run_output(prediction, context.accept_header, context)
+        # output_fn returns (body, content type); a bare body goes out as the Accept type, as in
+        # sagemaker-inference's Transformer
+        payload, media = result if isinstance(result, tuple) else (result, context.accept_header)
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        elif not isinstance(payload, bytes):
+            payload = bytes(payload)
+        await respond(send, 200, payload, media, answer_headers(context))
+        return 200
+
+    @staticmethod
+    async def _fail(send, exc: Exception) -> int:
+        status = error_status(exc)
+        if status is None:
+            log.exception("POST /invocations failed")
+            await respond_json(send, {"error": "internal error", "status": 500,
+                                      "message": f"{type(exc).__name__}: {exc}"}, 500)
+            return 500
+        await respond_json(send, exc.to_dict(), status)
+        return status
