@@ -54,7 +54,7 @@ class _Object:
 
 
 def answers_in_process(handler: Handler, source, items: list[Item], options: TransformOptions,
-                       batch_size: int, workers: int) -> Iterator[Answer]:
+                       batch_size: int, workers: int, chunk: int = 1) -> Iterator[Answer]:
     def decode(item: Item) -> _Object:
         found = read_requests(source, item, options)
         if isinstance(found, Failure):
@@ -76,7 +76,7 @@ def answers_in_process(handler: Handler, source, items: list[Item], options: Tra
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-get") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="transform-predict") as model:
         calls: deque[Future] = deque()  # model jobs in submission order: one batch predicts while the next is read
-        for obj in in_order(pool, items, decode, max(batch_size * 2, workers * 2)):
+        for obj in in_order(pool, items, decode, max(batch_size * 2, workers * 2), chunk):
             for request in obj.requests:
                 if handler.batchable(request.data):
                     batch.append(request)

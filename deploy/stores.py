@@ -7,14 +7,15 @@ a partial object under a final name.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from convlab import s3io
-from convlab.atomic import write_bytes_atomic
 from deploy.aws import S3Uri, client, is_s3, list_objects
 from deploy.errors import TransformError
 
@@ -43,6 +44,8 @@ class Store(Protocol):
 
 class S3Store:
     """Objects under s3://bucket/prefix (listing paginated)."""
+
+    chunk = 1  # objects per read or write job of a transform: each request waits on the network
 
     def __init__(self, uri: S3Uri, s3: Any | None = None, pool: int = 32) -> None:
         self.uri = uri
@@ -76,10 +79,13 @@ class S3Store:
 
 
 class LocalStore:
-    """Files under a local folder (recursively)."""
+    """Files under a local folder (recursively), listed in path order."""
+
+    chunk = 16  # files per read or write job of a transform: a file takes less than a thread hand-off
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._folders: set[str] = set()  # output folders known to exist
 
     def __str__(self) -> str:
         return str(self.root)
@@ -87,25 +93,41 @@ class LocalStore:
     def items(self) -> Iterator[Item]:
         if not self.root.is_dir():
             raise TransformError(f"input folder {str(self.root)!r} does not exist")
-        for path in sorted(self.root.rglob("*")):
-            if path.is_file() and PARTIAL_MARK not in path.name:
-                stat = path.stat()
-                yield Item(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime)
+        yield from _walk(str(self.root), "", set())
 
-    def _path(self, relative: str) -> Path:
+    def _path(self, relative: str) -> str:
         """root/relative, refusing a key (an S3 key holding `..`, say) that points outside root."""
         normal = os.path.normpath(relative)
         if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
             raise TransformError(f"key {relative!r} points outside the folder {str(self.root)!r}; "
                                  "expected a path below it")
-        return self.root / normal
+        return os.path.join(self.root, normal)
 
     def read(self, relative: str) -> bytes:
-        return self._path(relative).read_bytes()
+        with open(self._path(relative), "rb") as stream:
+            return stream.read()
 
     def write(self, relative: str, body: bytes, content_type: str) -> None:
+        """Write beside the final name (`<name>.partial-<process>-<thread>`), then rename into place."""
         final = self._path(relative)
-        write_bytes_atomic(final, body, prefix=final.name + PARTIAL_MARK)
+        folder = os.path.dirname(final)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        partial = f"{final}{PARTIAL_MARK}{os.getpid()}-{threading.get_ident()}"
+        try:
+            handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(handle, view):]
+            finally:
+                os.close(handle)
+            os.replace(partial, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
 
     def location(self, relative: str) -> str:
         return str(self.root / relative)
@@ -115,6 +137,25 @@ class LocalStore:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+
+def _walk(root: str, prefix: str, seen: set) -> Iterator[Item]:
+    """The files below root/prefix in path order (a folder's entries sorted by name, each folder's
+    files where its name sorts), partial outputs left out; a folder linked twice is walked once."""
+    folder = os.path.join(root, prefix) if prefix else root
+    real = os.path.realpath(folder)
+    if real in seen:
+        return
+    seen.add(real)
+    with os.scandir(folder) as entries:
+        ordered = sorted(entries, key=lambda entry: entry.name)
+    for entry in ordered:
+        relative = prefix + entry.name
+        if entry.is_dir():
+            yield from _walk(root, relative + "/", seen)
+        elif entry.is_file() and PARTIAL_MARK not in entry.name:
+            stat = entry.stat()
+            yield Item(relative, stat.st_size, stat.st_mtime)
 
 
 def open_store(location: str | Path, s3: Any | None = None, pool: int = 32) -> S3Store | LocalStore:

@@ -100,22 +100,11 @@ def run_transform(source: S3Store | LocalStore, dest: S3Store | LocalStore, hand
     summary = TransformSummary(input=str(source), output=str(dest), options=asdict(options))
     todo = _pending_items(source, dest, summary)
     bar = tqdm(total=len(todo), unit="obj", disable=not progress, desc="transform")
-    writes: deque[tuple[str, Future[None]]] = deque()
-
-    def drain(limit: int) -> None:
-        while len(writes) > limit:
-            relative, future = writes.popleft()
-            try:
-                future.result()
-                summary.written += 1
-                summary.outputs[relative] = dest.location(relative + OUT_SUFFIX)
-            except Exception as exc:  # noqa: BLE001
-                _fail(summary, Failure(relative, "write", str(exc)))
-            bar.update(1)
-
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-put") as uploads:
+        writer = _Writer(uploads, dest, summary, bar, workers)
         answers = (answers_over_http(handler, source, todo, options, workers) if isinstance(handler, Endpoint)
-                   else answers_in_process(handler, source, todo, options, batch_size, workers))
+                   else answers_in_process(handler, source, todo, options, batch_size, workers,
+                                           getattr(source, "chunk", 1)))
         try:
             for answer in answers:
                 summary.requests += answer.requests
@@ -123,11 +112,8 @@ def run_transform(source: S3Store | LocalStore, dest: S3Store | LocalStore, hand
                     _fail(summary, answer.failure)
                     bar.update(1)
                     continue
-                relative = answer.item.relative
-                writes.append((relative, uploads.submit(dest.write, relative + OUT_SUFFIX, answer.body,
-                                                        answer.media)))
-                drain(workers * 4)
-            drain(0)
+                writer.add(answer)
+            writer.finish()
         finally:
             bar.close()
     summary.seconds = time.perf_counter() - started
@@ -136,6 +122,55 @@ def run_transform(source: S3Store | LocalStore, dest: S3Store | LocalStore, hand
     log.info("transform %s -> %s: %d written, %d skipped, %d failed, %.1f objects/s",
              source, dest, summary.written, summary.skipped, summary.failed, summary.images_per_second)
     return summary
+
+
+class _Writer:
+    """Answers written to `<key>.out` on the upload pool, in jobs of the store's `chunk` answers,
+    at most about 4 x workers answers behind; each outcome counted in the summary."""
+
+    def __init__(self, pool: ThreadPoolExecutor, dest, summary: TransformSummary, bar, workers: int) -> None:
+        self.pool, self.dest, self.summary, self.bar = pool, dest, summary, bar
+        self.chunk = getattr(dest, "chunk", 1)
+        self.limit = max(1, workers * 4 // self.chunk)
+        self.jobs: deque[Future[list]] = deque()
+        self.batch: list[tuple[str, bytes, str]] = []
+
+    def add(self, answer: Answer) -> None:
+        self.batch.append((answer.item.relative, answer.body, answer.media))
+        if len(self.batch) >= self.chunk:
+            self._submit()
+            self._drain(self.limit)
+
+    def finish(self) -> None:
+        if self.batch:
+            self._submit()
+        self._drain(0)
+
+    def _submit(self) -> None:
+        self.jobs.append(self.pool.submit(_write_all, self.dest, self.batch))
+        self.batch = []
+
+    def _drain(self, limit: int) -> None:
+        while len(self.jobs) > limit:
+            for relative, error in self.jobs.popleft().result():
+                if error is None:
+                    self.summary.written += 1
+                    self.summary.outputs[relative] = self.dest.location(relative + OUT_SUFFIX)
+                else:
+                    _fail(self.summary, Failure(relative, "write", error))
+                self.bar.update(1)
+
+
+def _write_all(dest, batch: list[tuple[str, bytes, str]]) -> list[tuple[str, str | None]]:
+    """Write each answer to `<key>.out`: (relative key, None, or the error that stopped it)."""
+    results = []
+    for relative, body, media in batch:
+        try:
+            dest.write(relative + OUT_SUFFIX, body, media)
+            results.append((relative, None))
+        except Exception as exc:  # noqa: BLE001 - one failed write must not stop the rest
+            results.append((relative, str(exc)))
+    return results
 
 
 def _pending_items(source, dest, summary: TransformSummary) -> list[Item]:
@@ -177,18 +212,24 @@ def failure_of(item: Item, stage: str, exc: BaseException) -> Failure:
     return Failure(item.relative, stage, describe(exc), getattr(exc, "status", None))
 
 
-def in_order(pool: ThreadPoolExecutor, items: list[Item], work: Callable[[Item], Any], window: int) -> Iterable:
-    """work(item) for each item on the pool, at most `window` ahead, results in input order."""
+def in_order(pool: ThreadPoolExecutor, items: list[Item], work: Callable[[Item], Any], window: int,
+             chunk: int = 1) -> Iterable:
+    """work(item) for each item on the pool, in jobs of `chunk` items (a local folder's reads are
+    too quick to pay for a hand-off each), at most `window` items ahead, results in input order."""
     pending: deque[Future] = deque()
-    queue = iter(items)
+    jobs = iter([items[start:start + chunk] for start in range(0, len(items), chunk)])
+
+    def run(group: list[Item]) -> list:
+        return [work(item) for item in group]
+
     try:
-        for item in _take(queue, window):
-            pending.append(pool.submit(work, item))
+        for group in _take(jobs, max(1, window // chunk)):
+            pending.append(pool.submit(run, group))
         while pending:
-            result = pending.popleft().result()
-            for item in _take(queue, 1):
-                pending.append(pool.submit(work, item))
-            yield result
+            results = pending.popleft().result()
+            for group in _take(jobs, 1):
+                pending.append(pool.submit(run, group))
+            yield from results
     finally:
         for future in pending:
             future.cancel()
@@ -206,7 +247,7 @@ def _fail(summary: TransformSummary, failure: Failure) -> None:
     log.warning("%s failed at %s: %s", failure.key, failure.stage, failure.error)
 
 
-def _take(queue: Iterable[Item], n: int) -> list[Item]:
+def _take(queue: Iterable, n: int) -> list:
     taken = []
     for item in queue:
         taken.append(item)

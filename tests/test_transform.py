@@ -203,3 +203,27 @@ def test_an_archive_is_not_served_with_files_left_by_an_earlier_one(trained_mode
                         capsys=capsys)
     assert summary["written"] == 3
     assert not (extracted / "model.onnx").exists(), "the first archive's model.onnx would be served"
+
+
+def test_a_local_folder_is_listed_in_path_order_and_written_whole(tmp_path):
+    from deploy.stores import LocalStore
+
+    root = tmp_path / "in"
+    names = ["a.png", "a/x.png", "a-b/x.png", "b/c/d.png", "b/a.png", "z.png"]
+    for name in names + ["z.png.partial-12-34"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(name.encode())
+    (root / "b" / "c" / "loop").symlink_to(root / "b")  # a folder linked into itself is walked once
+    listed = [item.relative for item in LocalStore(root).items()]
+    assert listed == sorted(names, key=lambda name: Path(name).parts)
+    assert listed[:3] == ["a/x.png", "a-b/x.png", "a.png"]
+    assert LocalStore(root).read("b/c/d.png") == b"b/c/d.png"
+
+    out = LocalStore(tmp_path / "out")
+    out.write("deep/er/k.png.out", b"x" * 70000, "application/json")
+    out.write("deep/er/k.png.out", b"second", "application/json")  # replaces the whole file
+    assert (tmp_path / "out" / "deep" / "er" / "k.png.out").read_bytes() == b"second"
+    (tmp_path / "out" / "file").write_bytes(b"")
+    with pytest.raises(OSError):
+        out.write("file/under-a-file.out", b"x", "application/json")
+    assert [p.name for p in (tmp_path / "out").rglob("*") if ".partial-" in p.name] == []
