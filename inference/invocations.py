@@ -67,8 +67,6 @@ async def respond_json(send, document: dict, status: int) -> None:
 async def read_body(receive, declared: str | None, limit: int) -> bytes:
     """The whole body, or PayloadTooLarge past `limit` bytes (declared or read): the rest of an
     oversized body is read and dropped, up to DRAIN_FACTOR limits, so the client can read the 413."""
-    too_large = PayloadTooLarge(f"the body is larger than the {limit / 1048576:g} MB payload limit "
-                                "(MaxPayloadInMB / --max-payload-mb)")
     keep = not (declared and declared.isdigit() and int(declared) > limit)
     chunks, size, more = [], 0, True
     while more:
@@ -82,7 +80,8 @@ async def read_body(receive, declared: str | None, limit: int) -> bytes:
         elif size > limit * DRAIN_FACTOR:
             break  # past the drain budget: answer now, the connection closes
     if size > limit or not keep:
-        raise too_large
+        raise PayloadTooLarge(f"the body is larger than the {limit / 1048576:g} MB payload limit "
+                              "(MaxPayloadInMB / --max-payload-mb)")
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
