@@ -5,8 +5,8 @@ whatever is queued (up to max_batch images), runs predict_fn once on a model thr
 each request its rows. While the model runs, new requests pile up for the next call, so throughput
 grows with concurrency. A small call (a few images of a fast model, see ServingState) with no
 other call running is predicted on the event loop itself: the hand-off to a thread and back costs
-more than such a call; when the batcher is idle the request makes that call at once (try_inline),
-without the queue. When other requests are still being read or decoded, the batcher waits for
+more than such a call; when the batcher is idle the requests make that call themselves
+(MicroBatcher.predict), without the queue. When other requests are still being read or decoded, the batcher waits for
 them at most `max_wait` seconds; alone, a request goes to the model at once. A call that stalls
 does not stop the batcher: the model threads start the next call beside it (model_threads.py).
 """
@@ -25,7 +25,6 @@ log = logging.getLogger("convlab.serve")
 
 INLINE_LIMIT = 0.005  # seconds: calls on the event loop longer than this lower inline_images ...
 SLOW_CALLS = 3  # ... when this many come in a row
-NOT_INLINE = object()  # try_inline's answer when the call must go through the queue
 
 
 def split_prediction(prediction, start: int, stop: int, rows: int):
@@ -56,6 +55,7 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._calls: set[asyncio.Task] = set()
+        self._gathering: list | None = None  # [images, items] of the request leading an inline call
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -121,17 +121,47 @@ class MicroBatcher:
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
-    def try_inline(self, batch: np.ndarray):
-        """The prediction of a small batch, made at once on the event loop when the batcher is
-        idle (nothing queued, no call running, no other request being read or decoded); else
-        NOT_INLINE and the caller submits it. Saves the queue and the batcher task's wake-up."""
-        if (len(batch) > self.inline_images or self.arriving > 0 or self._threads.running
-                or not self._queue.empty()):
-            return NOT_INLINE
-        prediction = self._timed_predict(batch)
-        self.calls += 1
-        self.images += len(batch)
-        return prediction
+    async def predict(self, batch: np.ndarray):
+        """The batch's prediction rows. A small batch while no model call runs and nothing is
+        queued is predicted on the event loop by the request itself (no queue, no batcher task):
+        the first such request leads, lets the requests ready in the same loop turn join it (one
+        turn of the loop), and makes one call for all of them. Anything else goes through the
+        queue (submit)."""
+        if len(batch) > self.inline_images or self._threads.running or not self._queue.empty():
+            return await self.submit(batch)
+        gathering = self._gathering
+        if gathering is not None and gathering[0] + len(batch) <= self.inline_images:
+            future = asyncio.get_running_loop().create_future()
+            gathering[0] += len(batch)
+            gathering[1].append((batch, future, None))
+            return await future
+        return await self._lead(batch)
+
+    async def _lead(self, batch: np.ndarray):
+        gathering = self._gathering = [len(batch), [(batch, None, None)]]
+        try:
+            await asyncio.sleep(0)  # the requests ready in this turn of the loop join
+        except asyncio.CancelledError:
+            self._requeue(gathering[1][1:])
+            raise
+        finally:
+            if self._gathering is gathering:
+                self._gathering = None
+        items = gathering[1]
+        stacked = _stacked(items)
+        try:
+            prediction = self._timed_predict(stacked)
+        except Exception as exc:
+            _fail(items[1:], exc)
+            raise
+        self._deliver(items, stacked, prediction)
+        return prediction if len(items) == 1 else split_prediction(prediction, 0, len(batch), len(stacked))
+
+    def _requeue(self, items: list) -> None:
+        for item in items:
+            self._queue.put_nowait(item)
+        if items:
+            self._wakeup.set()
 
     def _timed_predict(self, batch: np.ndarray):
         """A call on the event loop. SLOW_CALLS calls in a row slower than INLINE_LIMIT (not one
@@ -190,7 +220,7 @@ def _answer(item, result) -> None:
     _, future, timer = item
     if timer:
         timer.cancel()
-    if not future.done():
+    if future is not None and not future.done():  # None: the leading request, answered by return
         future.set_result(result)
 
 
@@ -198,7 +228,7 @@ def _fail(items: list, exc: BaseException) -> None:
     for _, future, timer in items:
         if timer:
             timer.cancel()
-        if not future.done():
+        if future is not None and not future.done():
             future.set_exception(exc)
 
 

@@ -18,7 +18,6 @@ import numpy as np
 from . import decoders, encoders
 from .context import CUSTOM_ATTRIBUTES, RequestContext
 from .errors import BadInput, InferenceError, PayloadTooLarge
-from .batching import NOT_INLINE
 from .overrides import Handler
 
 log = logging.getLogger("convlab.serve")
@@ -101,16 +100,12 @@ async def decode_body(handler: Handler, body: bytes, context: RequestContext):
 
 async def predict(state, data, context: RequestContext):
     """The prediction, asyncio.TimeoutError past the timeout. Row-wise predict_fn on a batch of the
-    model's input shape: on the event loop at once when the micro-batcher is idle and the call is
-    small (MicroBatcher.try_inline), else through the micro-batcher; anything else gets one call
-    of its own on a model thread."""
+    model's input shape: through the micro-batcher (MicroBatcher.predict: small calls on the event
+    loop); anything else gets one call of its own on a model thread."""
     handler = state.handler
     if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
             and data.shape[1:] == state.expected_shape()):
-        prediction = state.batcher.try_inline(data)
-        if prediction is not NOT_INLINE:
-            return prediction
-        return await state.batcher.submit(data)
+        return await state.batcher.predict(data)
     return await asyncio.wait_for(state.threads.run(handler.run_predict, data, state.model, context),
                                   state.settings.timeout)
 

@@ -1,0 +1,79 @@
+"""The micro-batcher on a real event loop: requests ready in the same turn share one model call
+made on the loop, each gets its own rows, and a leading request that is cancelled leaves the
+others answered through the queue."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from inference.batching import MicroBatcher
+from inference.model_threads import ModelThreads
+
+
+def row_sums(calls: list):
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+    return predict
+
+
+def batches(count: int) -> list[np.ndarray]:
+    return [np.full((1, 2, 2, 1), float(i)) for i in range(count)]
+
+
+async def with_batcher(inline_images: int, body):
+    calls: list[int] = []
+    threads = ModelThreads(2, 0.1, 5.0)
+    batcher = MicroBatcher(row_sums(calls), threads, max_batch=64, max_wait=0.002, timeout=5.0)
+    batcher.start()
+    batcher.inline_images = inline_images
+    try:
+        return await body(batcher), calls
+    finally:
+        await batcher.stop()
+        threads.stop()
+
+
+def test_requests_ready_together_share_one_call_on_the_loop():
+    async def body(batcher):
+        return await asyncio.gather(*[batcher.predict(b) for b in batches(6)])
+
+    answers, calls = asyncio.run(with_batcher(8, body))
+    assert [float(a[0, 0]) for a in answers] == [4.0 * i for i in range(6)]
+    assert calls == [6]
+
+
+def test_past_the_inline_size_the_rest_go_through_the_queue():
+    async def body(batcher):
+        return await asyncio.gather(*[batcher.predict(b) for b in batches(6)])
+
+    answers, calls = asyncio.run(with_batcher(4, body))
+    assert [float(a[0, 0]) for a in answers] == [4.0 * i for i in range(6)]
+    assert calls[0] == 4 and sum(calls) == 6
+
+
+def test_one_request_alone_is_predicted_at_once():
+    async def body(batcher):
+        first = await batcher.predict(batches(1)[0])
+        second = await batcher.predict(np.ones((3, 2, 2, 1)))
+        return first, second
+
+    (first, second), calls = asyncio.run(with_batcher(8, body))
+    assert float(first[0, 0]) == 0.0 and second.tolist() == [[4.0]] * 3
+    assert calls == [1, 3]
+
+
+def test_a_cancelled_leader_leaves_the_others_answered():
+    async def body(batcher):
+        leader = asyncio.ensure_future(batcher.predict(batches(1)[0]))
+        followers = [asyncio.ensure_future(batcher.predict(b)) for b in batches(4)[1:]]
+        await asyncio.sleep(0)  # the leader waits one turn of the loop, the others join it
+        assert batcher._gathering is not None and len(batcher._gathering[1]) == 4
+        leader.cancel()
+        return await asyncio.wait_for(asyncio.gather(*followers), 5), leader.cancelled()
+
+    (answers, cancelled), calls = asyncio.run(with_batcher(8, body))
+    assert cancelled
+    assert [float(a[0, 0]) for a in answers] == [4.0, 8.0, 12.0]
+    assert sum(calls) == 3
