@@ -218,7 +218,11 @@ def print_stages(results: dict, stages: dict) -> None:
     print(f"handler at batch 1, in process: decode {stages['decode']:.3f} + predict {stages['predict']:.3f} + "
           f"encode {stages['encode']:.3f} = {stages['handler']:.3f} ms; the rest of the CPU beyond the bare app "
           "is the app's request path (body, context, micro-batcher, model-thread hand-off, response)")
-    print()
+    b1, b16, floor = results["bare/1"], results["bare/16"], results["bare/16"]["server_cpu_ms"] + stages["handler"]
+    print(f" 1 client:  p50 bound with an app path of 0 ms: ceiling {b1['p50']:.2f} + handler {stages['handler']:.3f}"
+          f" = {b1['p50'] + stages['handler']:.2f} ms\n16 clients: throughput bound with an app path of 0 ms on one core:"
+          f" bare {b16['server_cpu_ms']:.3f} + handler {stages['handler']:.3f} = {floor:.3f} ms CPU/request, at most "
+          f"{1000 / floor:,.0f} req/s = {min(1.0, 1000 / floor / b16['rps']):.0%} of the ceiling's {b16['rps']:,.0f}\n")
 
 
 def checks(results: dict, cold: dict) -> list[tuple[str, bool, str]]:

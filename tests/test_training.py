@@ -241,3 +241,24 @@ def test_local_mode_reports_a_bad_channel_or_file_in_one_line(tmp_path, capsys):
     assert train_cli(["--local", "--train", str(tmp_path), "--hyperparameters", str(tmp_path / "hps.json"),
                       "--work-dir", str(tmp_path / "w")]) == 2
     assert "expected a JSON object" in capsys.readouterr().err
+
+
+def test_mixed_bfloat16_trains_and_exports_a_float32_model(fashion_subset_dir, fashion_test_images, tmp_path):
+    import keras
+    import onnxruntime as ort
+
+    hyperparameters = {"model": "cnn", "filters": 8, "depth": 2, "dense": "32", "epochs": 2, "batch_size": 64,
+                       "max_train_samples": 3000, "max_test_samples": 500, "verbose": 0, "precision": "mixed_bfloat16"}
+    metrics = run_training(hyperparameters, {"train": str(fashion_subset_dir)}, str(tmp_path / "model"))
+    assert metrics["test_accuracy"] > 0.6, metrics["test_accuracy"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # put back after training
+    model = keras.models.load_model(tmp_path / "model" / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    images = fashion_test_images[0][:64].astype(np.float32) / 255
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"images": images})[0]
+    np.testing.assert_allclose(exported, model.predict(images, verbose=0), atol=1e-4)
+    labels = fashion_test_images[1][:64]
+    assert (exported.argmax(1) == labels).mean() > 0.5
+    with pytest.raises(ConfigError, match="'precision': expected one of"):
+        run_training(dict(hyperparameters, precision="half"), {"train": str(fashion_subset_dir)}, str(tmp_path / "x"))

@@ -6,6 +6,7 @@ import difflib
 from dataclasses import dataclass
 
 from .models.config import MODEL_TYPES, PADDINGS, POOLINGS, ConfigError, ModelConfig, parse_value
+from .precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -38,6 +39,7 @@ class TrainingParams:
     max_train_samples: int = 0
     max_test_samples: int = 0
     augment: str = "none"
+    precision: str = "float32"
     early_stopping_patience: int = 0
     export_onnx: bool = True
     verbose: int = 2
@@ -47,6 +49,7 @@ class TrainingParams:
         "epochs": int, "batch_size": int, "learning_rate": float, "optimizer": str, "lr_schedule": str,
         "weight_decay": float, "label_smoothing": float, "seed": int, "validation_fraction": float,
         "test_fraction": float, "max_train_samples": int, "max_test_samples": int, "augment": str,
+        "precision": str,
         "early_stopping_patience": int, "export_onnx": bool, "verbose": int, "class_names": str,
     }
 
@@ -57,7 +60,8 @@ class TrainingParams:
             raise ConfigError(f"hyperparameter 'batch_size': expected an integer >= 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise ConfigError(f"hyperparameter 'learning_rate': expected > 0, got {self.learning_rate}")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("augment", AUGMENTATIONS),
+                              ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"hyperparameter '{name}': expected one of {allowed}, got {getattr(self, name)!r}")
         for name in ("validation_fraction", "test_fraction"):
@@ -106,6 +110,8 @@ DESCRIPTIONS = {
     "max_train_samples": "train on a stratified subset of this many images (0: all)",
     "max_test_samples": "test on this many images (0: all)",
     "augment": f"one of {', '.join(AUGMENTATIONS)}",
+    "precision": f"one of {', '.join(PRECISIONS)} (mixed: faster on CPUs with avx512_bf16/AMX and on GPUs; "
+                 "the exported model is float32)",
     "early_stopping_patience": "epochs without a better validation accuracy before stopping (0: never)",
     "export_onnx": "also write model.onnx: true or false",
     "verbose": "Keras progress output: 0 none, 1 bar, 2 one line per epoch (-1: bar on a terminal)",

@@ -44,6 +44,7 @@ from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: 
 from .environment import is_chief  # noqa: E402
 from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
 from .models import ConfigError, ModelConfig, build_model  # noqa: E402
+from .precision import float32_copy, precision_policy  # noqa: E402
 
 log = logging.getLogger("convlab.train")
 metrics_log = logging.getLogger("convlab.metrics")
@@ -169,23 +170,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     keras.utils.set_random_seed(params.seed)
     steps_per_epoch = -(-len(y_train) // params.batch_size)
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
-    model, state, best_weights = _build_or_resume(strategy, chief, checkpoint_path, params, config, steps_per_epoch)
-    train_ds, val_ds, test_ds = _datasets(data, params, config, state["epoch"])
-    recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief)
-    recorder.best_weights = best_weights
-    verbose = params.verbose if params.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
-    stopped_early = state["best_epoch"] and params.early_stopping_patience and \
-        state["epoch"] - state["best_epoch"] >= params.early_stopping_patience
-    if state["epoch"] < params.epochs and not stopped_early:
-        if multi_worker:
-            distributed.fit_distributed(strategy, model, train_ds, val_ds, epochs=params.epochs,
-                                        initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
-                                        callbacks=[recorder])
-        else:
-            model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=state["epoch"],
-                      steps_per_epoch=steps_per_epoch, callbacks=[recorder], verbose=verbose, shuffle=False)
-    if recorder.best_weights is not None:
-        model.set_weights(recorder.best_weights)  # model selection on the validation split only
+    model, state, val_ds, test_ds = _train(strategy, chief, checkpoint_path, params, config, data, steps_per_epoch)
 
     val_loss, val_accuracy, probabilities = _evaluate(model, val_ds, test_ds, config, multi_worker)
     metrics, summary = metrics_document(model, params, config, data, state, val_loss, val_accuracy, probabilities)
@@ -202,6 +187,35 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _train(strategy, chief: bool, checkpoint_path: Path | None, params: TrainingParams, config: ModelConfig,
+           data: dict, steps_per_epoch: int):
+    """(model with the best validation weights, state, validation and test batches): built or resumed,
+    then fitted for the epochs still to run. With a mixed precision policy the model trains in it and
+    a float32 copy with the same weights is returned, so what is evaluated and exported is float32."""
+    with precision_policy(params.precision):
+        model, state, best_weights = _build_or_resume(strategy, chief, checkpoint_path, params, config,
+                                                      steps_per_epoch)
+        train_ds, val_ds, test_ds = _datasets(data, params, config, state["epoch"])
+        recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief)
+        recorder.best_weights = best_weights
+        verbose = params.verbose if params.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
+        stopped_early = state["best_epoch"] and params.early_stopping_patience and \
+            state["epoch"] - state["best_epoch"] >= params.early_stopping_patience
+        if state["epoch"] < params.epochs and not stopped_early:
+            if distributed.is_multi_worker(strategy):
+                distributed.fit_distributed(strategy, model, train_ds, val_ds, epochs=params.epochs,
+                                            initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
+                                            callbacks=[recorder])
+            else:
+                model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, initial_epoch=state["epoch"],
+                          steps_per_epoch=steps_per_epoch, callbacks=[recorder], verbose=verbose, shuffle=False)
+    if recorder.best_weights is not None:
+        model.set_weights(recorder.best_weights)  # model selection on the validation split only
+    if params.precision != "float32":
+        model = float32_copy(model, config, lambda copy: _compile(copy, params, config, steps_per_epoch))
+    return model, state, val_ds, test_ds
 
 
 def _datasets(data: dict, params: TrainingParams, config: ModelConfig, epochs_done: int):

@@ -32,9 +32,11 @@ def build_model(config: ModelConfig) -> keras.Model:
         x = layers.Dense(width, activation="relu", name=f"dense{i}")(x)
         if config.dropout and config.model == "mlp":
             x = layers.Dropout(config.dropout, name=f"dropout{i}")(x)
-    x = layers.Dense(config.num_classes, name="logits")(x)
+    # Under a mixed precision policy the head computes in float32 (softmax and loss in bfloat16 lose digits).
+    head = "float32" if keras.mixed_precision.global_policy().name != "float32" else None
+    x = layers.Dense(config.num_classes, name="logits", dtype=head)(x)
     if not config.logits:
-        x = layers.Softmax(name="probabilities")(x)
+        x = layers.Softmax(name="probabilities", dtype=head)(x)
     return keras.Model(inputs, x, name=config.model)
 
 
