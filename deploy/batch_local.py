@@ -70,7 +70,7 @@ def answers_in_process(handler: Handler, source, items: list[Item], options: Tra
             obj.requests.append(request)
         return obj
 
-    waiting: list[_Object] = []
+    waiting: deque[_Object] = deque()
     batch: list[_Request] = []
     images = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-get") as pool, \
@@ -102,10 +102,10 @@ def _settle(calls: deque, keep: int) -> None:
         calls.popleft().result()
 
 
-def _finished(waiting: list[_Object], options: TransformOptions, everything: bool = False) -> Iterator[Answer]:
+def _finished(waiting: deque[_Object], options: TransformOptions, everything: bool = False) -> Iterator[Answer]:
     """Answers of the objects whose requests are all answered, in input order."""
     while waiting and (everything or waiting[0].answered):
-        yield waiting.pop(0).answer(options)
+        yield waiting.popleft().answer(options)
 
 
 def _answer_alone(handler: Handler, request: _Request) -> None:

@@ -85,6 +85,7 @@ class LocalStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._root = str(self.root)
         self._folders: set[str] = set()  # output folders known to exist
 
     def __str__(self) -> str:
@@ -130,7 +131,7 @@ class LocalStore:
             raise
 
     def location(self, relative: str) -> str:
-        return str(self.root / relative)
+        return os.path.join(self._root, relative) if relative else self._root
 
     def remove_partials(self) -> int:
         stale = [p for p in self.root.rglob(f"*{PARTIAL_MARK}*") if p.is_file()] if self.root.is_dir() else []
