@@ -35,4 +35,6 @@ def float32_copy(model, config, compile_model: Callable):
         copy = build_model(config)
     copy.set_weights(model.get_weights())
     compile_model(copy)
+    # Built, so model.keras saves an optimizer with the variables loading it expects.
+    copy.optimizer.build(copy.trainable_variables)
     return copy
