@@ -7,7 +7,6 @@ a partial object under a final name.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from convlab import s3io
+from convlab.atomic import write_bytes_atomic
 from deploy.aws import S3Uri, client, is_s3, list_objects
 from deploy.errors import TransformError
 
@@ -89,12 +89,12 @@ class LocalStore:
         self._folders: set[str] = set()  # output folders known to exist
 
     def __str__(self) -> str:
-        return str(self.root)
+        return self._root
 
     def items(self) -> Iterator[Item]:
         if not self.root.is_dir():
-            raise TransformError(f"input folder {str(self.root)!r} does not exist")
-        yield from _walk(str(self.root), "", set())
+            raise TransformError(f"input folder {self._root!r} does not exist")
+        yield from _walk(self._root, "", set())
 
     def _path(self, relative: str) -> str:
         """root/relative, refusing a key (an S3 key holding `..`, say) that points outside root."""
@@ -102,7 +102,7 @@ class LocalStore:
         if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
             raise TransformError(f"key {relative!r} points outside the folder {str(self.root)!r}; "
                                  "expected a path below it")
-        return os.path.join(self.root, normal)
+        return os.path.join(self._root, normal)
 
     def read(self, relative: str) -> bytes:
         with open(self._path(relative), "rb") as stream:
@@ -115,20 +115,7 @@ class LocalStore:
         if folder not in self._folders:
             os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
-        partial = f"{final}{PARTIAL_MARK}{os.getpid()}-{threading.get_ident()}"
-        try:
-            handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(handle, view):]
-            finally:
-                os.close(handle)
-            os.replace(partial, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(partial)
-            raise
+        write_bytes_atomic(final, body, f"{final}{PARTIAL_MARK}{os.getpid()}-{threading.get_ident()}")
 
     def location(self, relative: str) -> str:
         return os.path.join(self._root, relative) if relative else self._root

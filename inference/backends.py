@@ -28,6 +28,7 @@ BACKENDS = ("auto", "onnx", "savedmodel")
 # call stay small whatever the request holds.
 PREDICT_CHUNK = 512
 SMALL_SESSION_BYTES = 64 * 1024 * 1024  # larger models get no second (one-thread) session
+CALIBRATE_LIMIT = 0.002  # seconds: the longest call calibrate() times
 
 
 class OnnxBackend:
@@ -57,13 +58,14 @@ class OnnxBackend:
 
     def calibrate(self, shape: tuple) -> None:
         """Give the one-thread session the call sizes (1, 2, 4, ...) it runs at least as fast as
-        the full session (best of 5 each)."""
+        the full session (best of 5 each). Sizes whose call takes over CALIBRATE_LIMIT are not
+        tried: there a thread's wake-up is lost in the call, and start-up stays short."""
         if self._small is None:
             return
         for size in (1, 2, 4, 8, 16, 32):
             batch = {self._input: np.zeros((size, *shape), np.float32)}
             one, full = _best_time(self._small, self._output, batch), _best_time(self._session, self._output, batch)
-            if one > full:
+            if one > full or full > CALIBRATE_LIMIT:
                 break
             self.one_thread_images = size
         log.info("ONNX Runtime: calls of up to %d image(s) run on one thread", self.one_thread_images)
