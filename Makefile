@@ -43,5 +43,14 @@ bench: install data
 	$(PY) bench/serve_bench.py
 	$(PY) bench/transform_bench.py
 
+# The lab's study at convergence (docs/lab/converged): every run trains until its validation accuracy
+# stops improving (learning rate halved on a plateau, early stopping that keeps the best epoch out of
+# the last 20 % of the run, at most 60 epochs). Two processes, one per core, at the lowest priority;
+# records that exist are kept, so an interrupted study resumes where it stopped.
+CONVERGED := --set epochs=60 --set lr_schedule=plateau --set early_stopping_patience=6 \
+	--set early_stopping_fraction=0.2
+study: install data
+	nice -n 19 $(PY) scripts/run_study.py --all --runs docs/lab/converged $(CONVERGED) --workers 2 --no-progress
+
 clean:
 	rm -rf work reports/demo .pytest_cache

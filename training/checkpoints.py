@@ -31,7 +31,8 @@ KEEP = 2  # checkpoints kept: the newest, and the one before in case the newest 
 NAME = re.compile(r"ckpt-(\d+)$")
 # Hyperparameters that may change when a job resumes: they do not change the epochs already trained
 # or the ones to come. `epochs` changes the cosine schedule's length, so with lr_schedule=cosine it is fixed.
-RESUMABLE_CHANGES = ("epochs", "verbose", "export_onnx", "max_test_samples", "early_stopping_patience")
+RESUMABLE_CHANGES = ("epochs", "verbose", "export_onnx", "max_test_samples", "early_stopping_patience",
+                     "early_stopping_fraction")
 # A test-only hook: "<point>:<epoch>" makes the process SIGKILL itself at that point of that epoch's save.
 TEST_HOOK = "CONVLAB_TEST_CHECKPOINT_HOOK"
 

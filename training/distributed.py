@@ -121,6 +121,7 @@ def fit_distributed(strategy, model, train_ds, val_ds, *, epochs: int, initial_e
     val_batches = strategy.experimental_distribute_dataset(val_ds)
     for callback in callbacks:
         callback.set_model(model)
+        callback.on_train_begin()
     model.stop_training = False
     for epoch in range(initial_epoch, epochs):
         for callback in callbacks:

@@ -9,7 +9,12 @@ from .models.config import MODEL_TYPES, PADDINGS, POOLINGS, ConfigError, ModelCo
 from .precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "plateau")
+# lr_schedule=plateau: the learning rate halves after this many epochs without a better validation
+# accuracy (counted from the best epoch or the last halving), down to at most 1/64 of its start.
+PLATEAU_EPOCHS = 2
+PLATEAU_FACTOR = 0.5
+PLATEAU_MIN_SCALE = 1 / 64
 AUGMENTATIONS = ("none", "light")
 # Hyperparameters SageMaker and its containers add to a job; they are accepted and ignored.
 # sagemaker_* (program, submit_directory, region, job_name, distribution flags, estimator class
@@ -41,6 +46,7 @@ class TrainingParams:
     augment: str = "none"
     precision: str = "float32"
     early_stopping_patience: int = 0
+    early_stopping_fraction: float = 0.0
     export_onnx: bool = True
     verbose: int = 2
     class_names: str = ""
@@ -50,7 +56,7 @@ class TrainingParams:
         "weight_decay": float, "label_smoothing": float, "seed": int, "validation_fraction": float,
         "test_fraction": float, "max_train_samples": int, "max_test_samples": int, "augment": str,
         "precision": str,
-        "early_stopping_patience": int, "export_onnx": bool, "verbose": int, "class_names": str,
+        "early_stopping_patience": int, "early_stopping_fraction": float, "export_onnx": bool, "verbose": int, "class_names": str,
     }
 
     def validate(self) -> "TrainingParams":
@@ -70,6 +76,9 @@ class TrainingParams:
         for name in ("max_train_samples", "max_test_samples", "early_stopping_patience", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"hyperparameter '{name}': expected >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.early_stopping_fraction < 1.0:
+            raise ConfigError("hyperparameter 'early_stopping_fraction': expected 0 <= value < 1, "
+                              f"got {self.early_stopping_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"hyperparameter 'label_smoothing': expected 0 <= value < 1, got {self.label_smoothing}")
         return self
@@ -101,7 +110,8 @@ DESCRIPTIONS = {
     "batch_size": "images per step, >= 1",
     "learning_rate": "initial learning rate, > 0",
     "optimizer": f"one of {', '.join(OPTIMIZERS)}",
-    "lr_schedule": f"one of {', '.join(SCHEDULES)}",
+    "lr_schedule": f"one of {', '.join(SCHEDULES)} (plateau: halve the rate after {PLATEAU_EPOCHS} epochs "
+                   "without a better validation accuracy)",
     "weight_decay": "adamw weight decay, >= 0 (0: 1e-4 with adamw)",
     "label_smoothing": "0 <= value < 1",
     "seed": "seed of the splits, the subsets, the weights and the shuffling",
@@ -113,6 +123,8 @@ DESCRIPTIONS = {
     "precision": f"one of {', '.join(PRECISIONS)} (mixed: faster on CPUs with avx512_bf16/AMX and on GPUs; "
                  "the exported model is float32)",
     "early_stopping_patience": "epochs without a better validation accuracy before stopping (0: never)",
+    "early_stopping_fraction": "also wait at least this share of the epochs run so far before stopping, "
+                               "0 <= value < 1 (0.2: the best epoch is never in the last 20 %)",
     "export_onnx": "also write model.onnx: true or false",
     "verbose": "Keras progress output: 0 none, 1 bar, 2 one line per epoch (-1: bar on a terminal)",
     "class_names": "names of the classes in label order, comma-separated (default: from the data)",

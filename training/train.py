@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from . import checkpoints, distributed, environment  # noqa: E402
 from .artifacts import metrics_document, write_artifacts  # noqa: E402
-from .callbacks import EpochRecorder, metric_line  # noqa: E402
+from .callbacks import EpochRecorder, metric_line, should_stop  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
 from .environment import is_chief  # noqa: E402
 from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
@@ -198,11 +198,14 @@ def _train(strategy, chief: bool, checkpoint_path: Path | None, params: Training
         model, state, best_weights = _build_or_resume(strategy, chief, checkpoint_path, params, config,
                                                       steps_per_epoch)
         train_ds, val_ds, test_ds = _datasets(data, params, config, state["epoch"])
-        recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief)
+        recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief,
+                                 patience_fraction=params.early_stopping_fraction,
+                                 plateau=params.lr_schedule == "plateau")
         recorder.best_weights = best_weights
         verbose = params.verbose if params.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
-        stopped_early = state["best_epoch"] and params.early_stopping_patience and \
-            state["epoch"] - state["best_epoch"] >= params.early_stopping_patience
+        stopped_early = state["best_epoch"] and should_stop(state["epoch"], state["best_epoch"],
+                                                            params.early_stopping_patience,
+                                                            params.early_stopping_fraction)
         if state["epoch"] < params.epochs and not stopped_early:
             if distributed.is_multi_worker(strategy):
                 distributed.fit_distributed(strategy, model, train_ds, val_ds, epochs=params.epochs,

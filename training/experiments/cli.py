@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "run_study") -> argpar
     parser.add_argument("--demo", action="store_true",
                         help=f"quick version: {DEMO['seeds']} seeds, " +
                              ", ".join(f"{k}={v}" for k, v in DEMO["set"].items()))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local runs trained at once, each process pinned to its own CPU core (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     cloud = parser.add_argument_group("SageMaker (one training job per configuration and seed)")
     cloud.add_argument("--sagemaker", action="store_true", help="launch SageMaker training jobs in parallel")
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None, prog: str = "run_study") -> int:
                                          region=args.region)
             summary = run_sagemaker(studies, channels, args.runs, settings)
         else:
-            summary = run_local(studies, channels, args.runs, progress=not args.no_progress)
+            summary = run_local(studies, channels, args.runs, progress=not args.no_progress, workers=args.workers)
     except (StudyError, StudyRunError, RecordError, DataError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

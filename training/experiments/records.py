@@ -27,6 +27,9 @@ METRIC_FIELDS = (
     "seconds_per_epoch", "mean_seconds_per_epoch", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
     "confusion_matrix", "classes", "num_train", "num_val", "num_test", "training_seconds",
 )
+# Hyperparameters added after records existed: left out of a run's identity at their default, so
+# earlier records keep their run ids.
+LATER_DEFAULTS = {"early_stopping_fraction": "0.0"}
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 RECORD_FIELDS = IDENTITY_FIELDS + METRIC_FIELDS
 
@@ -49,6 +52,9 @@ def canonical_hyperparameters(hyperparameters: dict) -> dict[str, str]:
             out[name] = "true" if value else "false"
         else:
             out[name] = str(value)
+    for name, default in LATER_DEFAULTS.items():
+        if out.get(name) == default:
+            del out[name]
     return dict(sorted(out.items()))
 
 

@@ -100,8 +100,10 @@ def pending_runs(runs: Path, plan: StudyPlan) -> tuple[list[PlannedRun], list[Pl
     return todo, done
 
 
-def run_local(studies: list[Study], channels: dict[str, str], runs: str | Path, progress: bool = True) -> dict:
-    """Train every missing run of `studies` in this process, one after another; return a summary."""
+def run_local(studies: list[Study], channels: dict[str, str], runs: str | Path, progress: bool = True,
+              workers: int = 1) -> dict:
+    """Train every missing run of `studies`, one after another in this process or, with `workers` > 1,
+    in that many processes pinned one per core; return a summary."""
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -111,28 +113,40 @@ def run_local(studies: list[Study], channels: dict[str, str], runs: str | Path, 
     todo, done = pending_runs(runs, plan)
     log.info("%d runs planned: %d to train, %d already recorded in %s",
              len(plan.runs), len(todo), len(done), runs / "records")
+    desc = ", ".join(s.name for s in studies)
     with logging_redirect_tqdm():
-        _train_all(todo, channels, runs, tqdm(todo, desc=", ".join(s.name for s in studies), unit="run",
-                                              disable=not progress))
+        if workers > 1 and len(todo) > 1:
+            from .parallel import train_parallel
+
+            with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
+                train_parallel(todo, channels, runs, min(workers, len(todo)), bar)
+        else:
+            _train_all(todo, channels, runs, tqdm(todo, desc=desc, unit="run", disable=not progress))
     return {"planned": len(plan.runs), "trained": [r.run_id for r in todo], "skipped": [r.run_id for r in done]}
 
 
 def _train_all(todo: list[PlannedRun], channels: dict[str, str], runs: Path, bar) -> None:
-    from ..train import run_training
-
     for run in bar:
         bar.set_postfix_str(run.run_id)
-        model_dir = runs / "models" / run.run_id
-        shutil.rmtree(model_dir, ignore_errors=True)  # what an interrupted run left
-        try:
-            metrics = run_training(dict(run.hyperparameters), channels, str(model_dir))
-        except Exception as exc:
-            raise StudyRunError(f"run {run.describe()} failed: {exc}") from exc
-        finally:
-            _release_keras_state()
-        write_json_atomic(record_path(runs, run.run_id), make_record(run.run_id, run.hyperparameters, metrics, "local"))
+        metrics = train_one(run, channels, runs)
         log.info("recorded %s: test accuracy %.4f", run.describe(), metrics["test_accuracy"])
         prune_models(runs)
+
+
+def train_one(run: PlannedRun, channels: dict[str, str], runs: Path) -> dict:
+    """Train one planned run through the entry point and write its record; return its metrics."""
+    from ..train import run_training
+
+    model_dir = runs / "models" / run.run_id
+    shutil.rmtree(model_dir, ignore_errors=True)  # what an interrupted run left
+    try:
+        metrics = run_training(dict(run.hyperparameters), channels, str(model_dir))
+    except Exception as exc:
+        raise StudyRunError(f"run {run.describe()} failed: {exc}") from exc
+    finally:
+        _release_keras_state()
+    write_json_atomic(record_path(runs, run.run_id), make_record(run.run_id, run.hyperparameters, metrics, "local"))
+    return metrics
 
 
 def _release_keras_state() -> None:
@@ -165,6 +179,7 @@ def prune_models(runs: Path) -> list[str]:
         return []
     models = runs / "models"
     for model_dir in sorted(models.glob("*")) if models.exists() else []:
-        if model_dir.is_dir() and model_dir.name not in keep:
+        # A model dir without a record belongs to a run still training (in another worker).
+        if model_dir.is_dir() and model_dir.name not in keep and record_path(runs, model_dir.name).exists():
             shutil.rmtree(model_dir, ignore_errors=True)
     return sorted(keep)

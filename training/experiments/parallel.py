@@ -1,0 +1,96 @@
+"""Train a study's runs in several worker processes, each pinned to its own CPU core.
+
+On a small CPU machine two single-core processes train more images per second than one process
+spread over both cores (bench/RESULTS.md). Runs are handed out one at a time from a queue, so a
+slow configuration does not hold up the rest; each worker writes its own records, exactly as the
+sequential runner does, so an interrupted study resumes the same way.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def usable_cores() -> list[int]:
+    """The CPU cores this process may run on."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def _worker(core: int | None, channels: dict, runs: str, jobs, results) -> None:
+    """One worker process: pinned to `core`, train runs from `jobs` until it is empty."""
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})  # before TensorFlow sizes its thread pools
+    logging.basicConfig(level=logging.WARNING)
+    from .runner import StudyRunError, train_one
+
+    while True:
+        try:
+            run = jobs.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            metrics = train_one(run, channels, Path(runs))
+            results.put((run.run_id, metrics["test_accuracy"], None))
+        except StudyRunError as exc:
+            results.put((run.run_id, None, str(exc)))
+            return
+
+
+def train_parallel(todo: list, channels: dict, runs: Path, workers: int, bar) -> None:
+    """Train `todo` in `workers` processes pinned one per core; raise on the first failed run."""
+    from .runner import StudyRunError, prune_models
+
+    cores = usable_cores()
+    context = multiprocessing.get_context("spawn")
+    jobs, results = context.Queue(), context.Queue()
+    for run in todo:
+        jobs.put(run)
+    processes = [context.Process(target=_worker, daemon=True,
+                                 args=(cores[i % len(cores)] if len(cores) >= workers else None,
+                                       channels, str(runs), jobs, results))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    log.info("%d worker processes on cores %s", workers, cores[:workers])
+    failure = None
+    try:
+        for _ in todo:
+            result = _next_result(results, processes)
+            if result is None:
+                break
+            run_id, accuracy, error = result
+            bar.update(1)
+            bar.set_postfix_str(run_id)
+            if error:
+                failure = error
+                break
+            log.info("recorded %s: test accuracy %.4f", run_id, accuracy)
+            prune_models(runs)
+    finally:
+        for process in processes:
+            if failure:
+                process.terminate()
+            process.join()
+    if failure:
+        raise StudyRunError(failure)
+
+
+def _next_result(results, processes):
+    """The next finished run, or None when every worker has exited without sending one."""
+    while True:
+        try:
+            return results.get(timeout=5)
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes):
+                try:
+                    return results.get_nowait()
+                except queue.Empty:
+                    return None
