@@ -5,8 +5,9 @@ on the same model, images and client, in one run.
 
 (a) convlab: `python -m inference.server` (uvicorn + Starlette, ONNX Runtime, micro-batching);
 (b) bare: uvicorn + Starlette returning a fixed 80-byte JSON, no model: the transport ceiling;
-(c) MLServer: a custom runtime on the same model.onnx, adaptive batching on, V2 REST API
-    (installed once into .cache/bench/mlserver-venv);
+(c) MLServer: a custom runtime on the same model.onnx, V2 REST API, in its best configurations
+    (bench/mlserver_peer.py: in process with and without adaptive batching, and one worker process;
+    installed once with httptools into .cache/bench/mlserver-venv); ratios are against the best;
 (d) naive: Flask calling Keras `model.predict` per request, as many tutorials serve a model.
 One 28x28 Fashion-MNIST test image per request (PNG; a V2 UINT8 tensor for MLServer), from 1 and
 from 16 concurrent keep-alive clients; (a)-(c) run together and take turns in short bursts.
@@ -36,7 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.http_load import Target, drive, interleaved  # noqa: E402
-from bench import serve_peers  # noqa: E402
+from bench import mlserver_peer, serve_peers  # noqa: E402
+from bench.serve_checks import checks  # noqa: E402
 from bench.serve_stages import handler_stages, handler_throughput  # noqa: E402
 from inference.local import LocalServer, free_port, request  # noqa: E402
 
@@ -85,24 +87,24 @@ def cold_start(model_dir: Path, backend: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def start_mlserver(scratch: Path, model_dir: Path, args: argparse.Namespace):
-    """(process, http port, seconds to ready) of MLServer serving the model through its custom runtime."""
-    python = serve_peers.mlserver_python()
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-    root = serve_peers.mlserver_repository(scratch, model_dir, ports, args.mlserver_max_batch_size,
-                                           args.mlserver_max_batch_time)
-    log = open(scratch / "mlserver.log", "ab")
-    process = subprocess.Popen(serve_peers.mlserver_command(root), cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                               env=serve_peers.environment_for(python))
-    log.close()
+def start_mlservers(scratch: Path, model_dir: Path, names: list[str]) -> dict:
+    """{configuration: (process, http port, seconds to ready)} of MLServer in each configuration."""
+    started = {}
     try:
-        ready = serve_peers.wait_mlserver(process, ports["http"])
+        for name in names:
+            ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+            process, ready = mlserver_peer.start(scratch, model_dir, name, ports)
+            started[name] = (process, ports["http"], ready)
     except BaseException:
-        process.kill()
-        process.wait()
-        print((scratch / "mlserver.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        stop_mlservers(started)
         raise
-    return process, ports["http"], ready
+    return started
+
+
+def stop_mlservers(started: dict) -> None:
+    for process, _, _ in started.values():
+        process.terminate()
+        process.wait(30)
 
 
 def agreement(convlab: Target, mlserver: Target, count: int = 50) -> float:
@@ -113,18 +115,17 @@ def agreement(convlab: Target, mlserver: Target, count: int = 50) -> float:
         status, _, payload = request(mlserver.port, "POST", mlserver.path, v2, {"Content-Type": "application/json"})
         if status != 200:
             raise RuntimeError(f"mlserver answered {status}: {payload[:300]!r}")
-        same += int(ours["predictions"][0]["class_index"] == int(serve_peers.v2_scores(payload)[0].argmax()))
+        same += int(ours["predictions"][0]["class_index"] == int(mlserver_peer.v2_scores(payload)[0].argmax()))
     return same / count
 
 
 def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse.Namespace) -> dict:
-    """convlab, the bare transport ceiling and MLServer, up together and driven in turns."""
+    """convlab, the bare transport ceiling and MLServer in each configuration, up together, driven in turns."""
     bodies = [png(image) for image in images]
     port = free_port()
     bare = LocalServer(model_dir, port=port, command=serve_peers.bare_command(scratch, port))
-    mlserver, mlserver_port, mlserver_ready = (start_mlserver(scratch, model_dir, args) if not args.ceiling_only
-                                               else (None, None, None))
-    results: dict = {"mlserver_ready_s": mlserver_ready}
+    mlservers = {} if args.ceiling_only else start_mlservers(scratch, model_dir, args.mlserver)
+    results: dict = {"mlserver_ready_s": {name: ready for name, (_, _, ready) in mlservers.items()}}
     # With --tuned-env, a second convlab server with those settings joins the same turns.
     tuned_env = dict(pair.split("=", 1) for pair in args.tuned_env)
     tuned = LocalServer(model_dir, args=["--backend", "onnx"], env=tuned_env) if tuned_env else None
@@ -132,11 +133,12 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
         with LocalServer(model_dir, args=["--backend", "onnx"]) as convlab, bare, tuned or contextlib.nullcontext():
             targets = [Target("convlab", convlab.port, bodies, pid=convlab.process.pid),
                        Target("bare", bare.port, bodies, pid=bare.process.pid)]
-            if mlserver:
-                targets.append(Target("mlserver", mlserver_port, [serve_peers.v2_body(image) for image in images],
-                                      f"/v2/models/{serve_peers.MLSERVER_MODEL}/infer", "application/json",
-                                      mlserver.pid))
-                results["agreement"] = agreement(targets[0], targets[2])
+            v2 = [mlserver_peer.v2_body(image) for image in images]
+            for name, (process, mlserver_port, _) in mlservers.items():
+                targets.append(Target(f"mlserver:{name}", mlserver_port, v2,
+                                      f"/v2/models/{mlserver_peer.MLSERVER_MODEL}/infer", "application/json",
+                                      process.pid))
+                results.setdefault("agreement", agreement(targets[0], targets[-1]))
             if tuned:
                 targets.append(Target("tuned", tuned.port, bodies, pid=tuned.process.pid))
             for target in targets:
@@ -151,9 +153,7 @@ def peer_rows(scratch: Path, model_dir: Path, images: np.ndarray, args: argparse
                 for name, row in level.items():
                     results[f"{name}/{clients}"] = row
     finally:
-        if mlserver:
-            mlserver.terminate()
-            mlserver.wait(30)
+        stop_mlservers(mlservers)
     return results
 
 
@@ -177,16 +177,17 @@ def print_rows(results: dict, model_dir: Path) -> None:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print(f"model: {model_dir}   machine: {os.cpu_count()} CPUs   python {sys.version.split()[0]}   "
           f"uvicorn: {http} parser, {loop} event loop"
-          + (f"   mlserver {serve_peers.mlserver_version()}" if "mlserver/1" in results else ""))
-    print(f"{'server':<10}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
+          + (f"   mlserver {mlserver_peer.version()} (httptools)" if results.get("mlserver_ready_s") else ""))
+    print(f"{'server':<22}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"
           f"{'CPU ms/req: server':>20}{'client':>8}")
-    for name in ("bare", "convlab", "tuned", "mlserver", "naive"):
+    names = ["bare", "convlab", "tuned", *(f"mlserver:{n}" for n in results.get("mlserver_ready_s", {})), "naive"]
+    for name in names:
         if f"{name}/1" not in results:
             continue
         for clients in (1, 16):
             row = results[f"{name}/{clients}"]
             cpu = f"{row['server_cpu_ms']:.3f}" if name != "naive" else "-"
-            print(f"{name:<10}{clients:>8}{row['requests']:>10}{row['p50']:>10.2f}{row['p99']:>10.2f}"
+            print(f"{name:<22}{clients:>8}{row['requests']:>10}{row['p50']:>10.2f}{row['p99']:>10.2f}"
                   f"{row['rps']:>10.0f}{cpu:>20}{row['client_cpu_ms']:>8.3f}")
     print()
 
@@ -195,9 +196,14 @@ def print_extras(results: dict, cold: dict, throughput: dict | None, args: argpa
     print(f"micro-batching: {results['convlab/1']['images_per_call']:.2f} images per model call at 1 client, "
           f"{results['convlab/16']['images_per_call']:.2f} at 16 clients")
     if "agreement" in results:
-        print(f"mlserver adaptive batching max_batch_size {args.mlserver_max_batch_size}, max_batch_time "
-              f"{args.mlserver_max_batch_time * 1000:g} ms; same class from convlab and mlserver on "
-              f"{results['agreement']:.0%} of 50 images; mlserver to model ready {results['mlserver_ready_s']:.2f} s")
+        ready = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in results["mlserver_ready_s"].items())
+        print(f"mlserver configurations: " + "; ".join(f"{name} {mlserver_peer.CONFIGS[name]}" for name in
+                                                       results["mlserver_ready_s"]))
+        print(f"same class from convlab and mlserver on {results['agreement']:.0%} of 50 images; "
+              f"mlserver to model ready: {ready}")
+        for clients in (1, 16):
+            name, row = mlserver_peer.best(results, clients)
+            print(f"mlserver's best at {clients:>2} client(s): {name} ({row['rps']:,.0f} req/s)")
     savedmodel = (f", savedmodel {cold['savedmodel']:.2f} s ({cold['savedmodel'] / cold['onnx']:.1f}x)"
                   if "savedmodel" in cold else "")
     print(f"cold start to /ping 200 (median of {args.cold_start_repeats}): onnx {cold['onnx']:.2f} s{savedmodel}")
@@ -225,31 +231,6 @@ def print_stages(results: dict, stages: dict) -> None:
           f"{1000 / floor:,.0f} req/s = {min(1.0, 1000 / floor / b16['rps']):.0%} of the ceiling's {b16['rps']:,.0f}\n")
 
 
-def checks(results: dict, cold: dict) -> list[tuple[str, bool, str]]:
-    r = results
-    found = []
-    for clients in (1, 16):
-        ours, bare, peer = r[f"convlab/{clients}"], r[f"bare/{clients}"], r.get(f"mlserver/{clients}")
-        ceiling = ours["rps"] / bare["rps"]
-        found.append((f"{clients:>2} client(s): throughput >= 80 % of the transport ceiling", ceiling >= 0.8,
-                      f"{ceiling:.0%} ({ours['rps']:.0f} / {bare['rps']:.0f} req/s)"))
-        extra = ours["p50"] - bare["p50"]
-        found.append((f"{clients:>2} client(s): p50 <= ceiling p50 + 0.3 ms", extra <= 0.3,
-                      f"+{extra:.2f} ms ({ours['p50']:.2f} vs {bare['p50']:.2f} ms)"))
-        if peer:
-            versus = ours["rps"] / peer["rps"]
-            found.append((f"{clients:>2} client(s): >= 2x MLServer's throughput", versus >= 2.0, f"{versus:.2f}x"))
-            found.append((f"{clients:>2} client(s): p50 no worse than MLServer's", ours["p50"] <= peer["p50"],
-                          f"{ours['p50']:.2f} vs {peer['p50']:.2f} ms ({peer['p50'] / ours['p50']:.2f}x lower)"))
-        if f"naive/{clients}" in r:
-            naive = ours["rps"] / r[f"naive/{clients}"]["rps"]
-            found.append((f"{clients:>2} client(s): >= 50x the naive throughput", naive >= 50 or clients == 1,
-                          f"{naive:.1f}x" + (" (target at 16 clients only)" if clients == 1 else "")))
-    found.append(("p50 <= 2 ms at 1 client", r["convlab/1"]["p50"] <= 2.0, f"{r['convlab/1']['p50']:.2f} ms"))
-    found.append(("cold start <= 1.5 s with ONNX", cold["onnx"] <= 1.5, f"{cold['onnx']:.2f} s"))
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="a trained model_dir with model.onnx and model.keras")
@@ -260,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuned-env", action="append", default=[], metavar="KEY=VALUE",
                         help="also run a convlab server with this environment (e.g. CONVLAB_ONNX_THREADS=1), "
                              "as row 'tuned'")
-    parser.add_argument("--mlserver-max-batch-size", type=int, default=16)
-    parser.add_argument("--mlserver-max-batch-time", type=float, default=0.001, help="seconds")
+    parser.add_argument("--mlserver", type=lambda text: text.split(","), default=list(mlserver_peer.CONFIGS),
+                        help="MLServer configurations to run, comma-separated (default: "
+                             f"{','.join(mlserver_peer.CONFIGS)}; see bench/mlserver_peer.py)")
     parser.add_argument("--ceiling-only", action="store_true",
                         help="only convlab and the bare transport ceiling (no MLServer, naive server, SavedModel "
                              "cold start or batch-256 throughput): the ceiling targets in a short run")
