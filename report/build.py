@@ -11,6 +11,7 @@ from training.experiments.records import load_records
 from . import sections
 from .analysis import load_study_documents, summarize
 from .render import Bullets, Document, Heading, Paragraph, Table, write_report
+from .verdicts import critical_t
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,20 @@ ERROR_BARS = (
     "**How to read the error bars:** a figure written 91.23 ± 0.45 and every error bar in the figures is the "
     "mean over n seeds ± 1 sample standard deviation of those n values (n - 1 in the denominator), where n is "
     "given beside it (seeds column, n = ... labels). It describes how much one run varies from seed to seed; "
-    "it is not a standard error or a confidence interval of the mean. Two settings whose intervals share a "
-    "point are reported as not separated by these runs. With n = 1 there is no spread: no error bar is drawn "
-    "and no difference is called real.")
+    "it is not a standard error or a confidence interval of the mean, and the verdicts are not read off it. "
+    "With n = 1 there is no spread and no error bar is drawn.")
+
+VERDICTS = (
+    "**How the verdicts are decided:** for every pair of settings of a study the report gives the difference "
+    "of their mean test accuracies with a 95 % confidence interval, and calls the difference real only when "
+    "that interval excludes 0. Runs with the same seed share their data split and the order in which "
+    "training visits the images, so the seeds pair the runs: the interval is a paired t interval of the "
+    "per-seed differences, over the seeds both settings ran (Welch's t interval when they share fewer than "
+    "two seeds). With n = 3 seeds the paired interval is the mean difference ± {t3:.2f} x its standard error "
+    "(t for 2 degrees of freedom), so it is wide and many differences are **unresolved**: an unresolved "
+    "difference is not evidence that the two settings are equal, only that these runs cannot tell them "
+    "apart. Each interval holds at 95 % on its own; over many comparisons a few real-looking differences "
+    "are expected by chance.")
 
 
 def _values(records: list[dict], key: str) -> str:
@@ -61,6 +73,7 @@ def overview(name: str, studies: list, records: list[dict]) -> list:
             "not the accuracy the architectures reach with the full budget, and with so few seeds the ± "
             "figures are rough."))
     blocks.append(Paragraph(ERROR_BARS))
+    blocks.append(Paragraph(VERDICTS.format(t3=critical_t(3))))
     blocks.append(Table(["hyperparameter shared by every run", "value"], recipe))
     return blocks
 
@@ -69,10 +82,11 @@ def method(records: list[dict]) -> list:
     return [Heading("Method"), Bullets([
         "Model selection uses the validation split only: the weights of the epoch with the best validation "
         "accuracy are restored; the test set is scored once, after training, and never used to choose anything.",
-        "A ± figure is the sample standard deviation over seeds (n - 1 in the denominator); an interval is "
-        "mean ± 1 std. When two settings' intervals overlap the report does not call either better.",
+        "A ± figure is the sample standard deviation over seeds (n - 1 in the denominator).",
+        "A difference between two settings is called real only when its 95 % confidence interval (paired t "
+        "over the shared seeds) excludes 0; otherwise the report does not call either better.",
         "Seeds change the weight initialisation, the data order and the stratified subsets; within a seed, "
-        "every setting of a study sees the same data split.",
+        "every setting of a study sees the same data split and the same order of training images.",
         "Seconds per epoch are wall-clock times of the machine that trained the run; compare them within one "
         "report only.",
         f"{len(records)} run records; their ids, seeds and scores are listed below.",

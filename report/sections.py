@@ -8,9 +8,10 @@ import numpy as np
 from training.models import ModelConfig
 
 from . import eda, figures, inside
-from .analysis import StudySummary, conclusions, count, pct_pm, top_confusions
+from .analysis import StudySummary, count, pct_pm, top_confusions
 from .architecture import block_sizes, describe
 from .render import Bullets, Figure, Heading, Paragraph, Table
+from .verdicts import conclusions
 
 FASHION_MNIST_TEXT = (
     "Fashion-MNIST (Zalando Research) is a drop-in replacement for MNIST: 28x28 grayscale photographs of "
