@@ -9,6 +9,7 @@ from pathlib import Path
 from training.experiments.records import load_records
 
 from . import sections
+from .budgets import Budget, budget_name, budgets_section
 from .analysis import load_study_documents, summarize
 from .render import Bullets, Document, Heading, Paragraph, Table, write_report
 from .verdicts import critical_t
@@ -107,7 +108,8 @@ def _best(records: list[dict], runs: Path, model_type: str | None = None) -> dic
 
 
 def _read_runs(runs: Path, data: str | None) -> tuple[dict, list, list[dict], dict[str, list[str]]]:
-    """(channels, studies, the records of their runs, run id -> the study settings it belongs to)."""
+    """(channels, studies, the records of their runs, run id -> the study settings it belongs to; every
+    planned run id is a key)."""
     manifest = runs / "data.json"
     if not manifest.is_file():
         raise ReportError(f"{runs}: not a runs folder (no data.json); run a study into it first "
@@ -166,15 +168,32 @@ def _model_sections(document: Document, records: list[dict], runs: Path, channel
                                "one (filters, feature maps, misclassified examples) are missing."))
 
 
-def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None) -> dict:
-    """Write the report of `runs` to `out`/`name`; return the paths written."""
+def _budgets(runs: Path, studies: list, records: list[dict], memberships: dict, compare: str | Path,
+             names: tuple[str | None, str | None]) -> list[Budget]:
+    _, other_studies, other_records, other_memberships = _read_runs(Path(compare), None)
+    budgets = [Budget(names[0] or budget_name(records), runs, studies, records, memberships),
+               Budget(names[1] or budget_name(other_records), Path(compare), other_studies, other_records,
+                      other_memberships)]
+    if budgets[0].name == budgets[1].name:
+        raise ReportError(f"{runs} and {compare}: both budgets are called {budgets[0].name!r}; name them "
+                          "(--budget-names A,B)")
+    return budgets
+
+
+def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None,
+                 compare: str | Path | None = None, budget_names: tuple[str | None, str | None] = (None, None)) -> dict:
+    """Write the report of `runs` to `out`/`name`, with the budget of `compare` beside it when given;
+    return the paths written."""
     runs = Path(runs)
     channels, studies, records, memberships = _read_runs(runs, data)
+    budgets = _budgets(runs, studies, records, memberships, compare, budget_names) if compare else None
     folder = Path(out) / name
     shutil.rmtree(folder / "figures", ignore_errors=True)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     document = Document(f"convlab lab report: {name}")
     document.add(*overview(name, studies, records))
+    if budgets:
+        document.add(*budgets_section(budgets))
     _data_section(document, channels, folder)
     _study_sections(document, studies, records, runs, folder)
     _model_sections(document, records, runs, channels, folder)
