@@ -8,7 +8,7 @@ from pathlib import Path
 
 from training.experiments.records import load_records
 
-from . import sections
+from . import model_figures, sections
 from .budgets import Budget, budget_name, budgets_section
 from .analysis import load_study_documents, summarize
 from .render import Bullets, Document, Heading, Paragraph, Table, write_report
@@ -157,15 +157,17 @@ def _study_sections(document: Document, studies: list, records: list[dict], runs
             document.add(*sections.study_section(study, folder))
 
 
-def _model_sections(document: Document, records: list[dict], runs: Path, channels: dict, folder: Path) -> None:
-    best_cnn, best = _best(records, runs, "cnn"), _best(records, runs)
-    if best_cnn:
-        document.add(*sections.inside_section(best_cnn, runs / "models" / best_cnn["run_id"], channels, folder))
-    if best:
-        document.add(*sections.misclassified_section(best, runs / "models" / best["run_id"], channels, folder))
-    if not best_cnn or not best:
-        document.add(Paragraph("No trained model was kept in the runs folder's models/, so the figures that need "
-                               "one (filters, feature maps, misclassified examples) are missing."))
+def _model_sections(document: Document, studies: list, records: list[dict], runs: Path, channels: dict,
+                    folder: Path, redraw: bool) -> None:
+    by_id = {r["run_id"]: r for r in records}
+    manifest = model_figures.ensure_model_figures(runs, studies, by_id, channels, redraw)
+    if manifest and manifest["run_id"] in by_id:
+        paths = model_figures.copy_figures(runs, manifest, folder)
+        document.add(*sections.inside_section(by_id[manifest["run_id"]], manifest, paths))
+        return
+    document.add(Paragraph("No model of the base CNN was kept in the runs folder's models/ and no model figures "
+                           "are in its model_figures/, so the figures that need a model (filters, feature maps, "
+                           "Grad-CAM, misclassified examples) are missing."))
 
 
 def _budgets(runs: Path, studies: list, records: list[dict], memberships: dict, compare: str | Path,
@@ -181,7 +183,8 @@ def _budgets(runs: Path, studies: list, records: list[dict], memberships: dict, 
 
 
 def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None,
-                 compare: str | Path | None = None, budget_names: tuple[str | None, str | None] = (None, None)) -> dict:
+                 compare: str | Path | None = None, budget_names: tuple[str | None, str | None] = (None, None),
+                 redraw_model_figures: bool = False) -> dict:
     """Write the report of `runs` to `out`/`name`, with the budget of `compare` beside it when given;
     return the paths written."""
     runs = Path(runs)
@@ -196,7 +199,7 @@ def build_report(runs: str | Path, name: str, out: str | Path = "reports", data:
         document.add(*budgets_section(budgets))
     _data_section(document, channels, folder)
     _study_sections(document, studies, records, runs, folder)
-    _model_sections(document, records, runs, channels, folder)
+    _model_sections(document, studies, records, runs, channels, folder, redraw_model_figures)
     document.add(*method(records), records_table(records, memberships))
     paths = write_report(document, folder)
     paths["figures"] = [folder / p for p in document.figures()]

@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "make_report") -> argp
                                                           "checked for convergence")
     parser.add_argument("--budget-names", metavar="A,B", help="names of the --runs and --compare budgets in the "
                                                               "report (default: from their recipes, e.g. '4 epochs')")
+    parser.add_argument("--redraw-model-figures", action="store_true",
+                        help="draw RUNS/model_figures again from the base CNN's kept model even when they show "
+                             "that run already")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return parser.parse_args(argv)
 
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None, prog: str = "make_report") -> int:
     name = args.name or Path(args.runs).resolve().name
     try:
         names = _budget_names(args.budget_names, args.compare)
-        paths = build_report(args.runs, name, args.out, args.data, compare=args.compare, budget_names=names)
+        paths = build_report(args.runs, name, args.out, args.data, compare=args.compare, budget_names=names,
+                             redraw_model_figures=args.redraw_model_figures)
     except (ReportError, RecordError, DataError, FileNotFoundError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
