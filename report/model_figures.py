@@ -4,9 +4,10 @@
     <runs>/model_figures/*.png                 first-layer filters, feature maps of one test image per class,
                                                Grad-CAM, the most confident mistakes
 
-They are drawn from the base CNN's kept model_dir (<runs>/models/<run_id>, not committed) the first time
-a report is built after that model exists, and again when a better run of it has been kept since. A
-report built where the model is absent (a fresh clone) uses the figures as they are.
+They are drawn from the base CNN's kept model_dir (<runs>/models/<run_id>, not committed; without one,
+the best kept CNN's) the first time a report is built after that model exists, and again when a better
+run has been kept since. A report built where the model is absent (a fresh clone) uses the figures as
+they are.
 """
 from __future__ import annotations
 
@@ -31,15 +32,24 @@ def _kept(runs: Path, run_id: str) -> bool:
     return (runs / "models" / run_id / "model.keras").is_file()
 
 
-def base_cnn_run(runs: Path, studies: list, records: dict[str, dict]) -> dict | None:
-    """The recorded run of the base CNN (the CNN setting of the study whose factor is `model`; without
-    such a study, any CNN) with the highest validation accuracy whose model_dir is kept."""
-    planned = [rid for study in studies if study.factor == "model" for setting in study.settings
-               if setting.hyperparameters.get("model") == "cnn" for rid in setting.run_ids]
-    if not planned:
-        planned = [rid for rid, record in records.items() if record["model_type"] == "cnn"]
-    kept = [records[rid] for rid in dict.fromkeys(planned) if rid in records and _kept(runs, rid)]
-    return max(kept, key=lambda r: (r["val_accuracy"], -r["val_loss"], r["run_id"])) if kept else None
+BASE = "the base CNN's recorded run with the highest validation accuracy whose model was kept"
+OTHER = ("the recorded CNN run with the highest validation accuracy whose model was kept (no run of the base "
+         "CNN was kept)")
+
+
+def base_cnn_run(runs: Path, studies: list, records: dict[str, dict]) -> tuple[dict | None, str]:
+    """(the run the figures show, which run that is): the recorded run of the base CNN (the CNN setting
+    of the study whose factor is `model`) with the highest validation accuracy whose model_dir is kept;
+    without one, the kept CNN run with the highest validation accuracy."""
+    def best(run_ids) -> dict | None:
+        kept = [records[rid] for rid in dict.fromkeys(run_ids) if rid in records and _kept(runs, rid)]
+        return max(kept, key=lambda r: (r["val_accuracy"], -r["val_loss"], r["run_id"])) if kept else None
+
+    base = best(rid for study in studies if study.factor == "model" for setting in study.settings
+                if setting.hyperparameters.get("model") == "cnn" for rid in setting.run_ids)
+    if base:
+        return base, BASE
+    return best(rid for rid, record in records.items() if record["model_type"] == "cnn"), OTHER
 
 
 def read_manifest(runs: Path) -> dict | None:
@@ -52,7 +62,7 @@ def read_manifest(runs: Path) -> dict | None:
     return manifest if all((folder / name).is_file() for name in manifest["figures"].values()) else None
 
 
-def write_model_figures(runs: Path, record: dict, channels: dict[str, str]) -> dict:
+def write_model_figures(runs: Path, record: dict, channels: dict[str, str], shown: str = BASE) -> dict:
     """Draw every model figure of `record`'s kept model into <runs>/model_figures; return the manifest."""
     runs = Path(runs)
     folder = runs / FOLDER
@@ -74,7 +84,7 @@ def write_model_figures(runs: Path, record: dict, channels: dict[str, str]) -> d
     inside.grad_cam_figure(images[picks], heat, titles, layer, folder / FILES["grad_cam"])
     _, mistakes = inside.misclassified(images, labels, probabilities, classes, folder / FILES["misclassified"])
     manifest = {
-        "run_id": record["run_id"], "seed": int(record["seed"]), "model_type": record["model_type"],
+        "run_id": record["run_id"], "seed": int(record["seed"]), "model_type": record["model_type"], "shown": shown,
         "test_images": int(len(labels)), "rescored_accuracy": round(float((predicted == labels).mean()), 6),
         "mistakes": int(mistakes), "block_sizes": sizes, "grad_cam_layer": layer,
         "per_class_images": [{"class": name, "test_index": int(i)} for name, i in zip(names, picks)],
@@ -90,10 +100,10 @@ def ensure_model_figures(runs: Path, studies: list, records: dict[str, dict], ch
     """The model figures' manifest, first (re)drawn when the base CNN's kept model is there and the
     figures are missing, show another run, or `redraw`; None when there are neither figures nor model."""
     runs = Path(runs)
-    record = base_cnn_run(runs, studies, records)
+    record, shown = base_cnn_run(runs, studies, records)
     manifest = read_manifest(runs)
     if record and (redraw or manifest is None or manifest["run_id"] != record["run_id"]):
-        manifest = write_model_figures(runs, record, channels)
+        manifest = write_model_figures(runs, record, channels, shown)
     return manifest
 
 

@@ -151,9 +151,9 @@ def baseline_section(baseline: StudySummary, classes: list[str], folder: Path) -
 
 
 def _provenance(record: dict, manifest: dict) -> Paragraph:
-    return Paragraph(f"The CNN shown is run `{record['run_id']}` (seed {record['seed']}), the base CNN's recorded run "
-                     f"with the highest validation accuracy ({100 * record['val_accuracy']:.2f} %) whose model was "
-                     f"kept; the figures were drawn from that model and are kept in the runs folder's model_figures/. "
+    return Paragraph(f"The CNN shown is run `{record['run_id']}` (seed {record['seed']}), {manifest['shown']} "
+                     f"(validation accuracy {100 * record['val_accuracy']:.2f} %); the figures were drawn from that "
+                     "model and are kept in the runs folder's model_figures/. "
                      f"Re-scored on its {manifest['test_images']:,} test images it reaches "
                      f"{100 * manifest['rescored_accuracy']:.2f} % (its record: {100 * record['test_accuracy']:.2f} %).")
 

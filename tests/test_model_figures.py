@@ -49,7 +49,8 @@ def test_the_report_draws_the_base_cnns_figures_from_its_kept_model(cnn_runs, tm
         assert (folder / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](figures/{name})" in readme
     assert {p.name for p in paths["figures"]} >= set(NAMES)
-    assert f"The CNN shown is run `{run_id}` (seed 0)" in readme
+    assert f"The CNN shown is run `{run_id}` (seed 0), the base CNN's recorded run with the highest validation " \
+           "accuracy whose model was kept" in readme
     assert f"The most confident of the {manifest['mistakes']:,} test images (of 300)" in readme
 
 
