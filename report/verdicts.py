@@ -91,6 +91,7 @@ def cost_sentence(comparison: Comparison) -> str:
 
 
 def critical_t(pairs: int) -> float:
+    """The t value a paired interval over `pairs` seeds multiplies its standard error by."""
     return t_quantile(0.5 + CONFIDENCE / 2, pairs - 1)
 
 
@@ -100,8 +101,8 @@ def tally(found: list[Comparison]) -> str:
     real = [c for c in measured if c.difference.real]
     line = f"{len(real)} of {len(found)} differences in this study are real at 95 % (the interval excludes 0)"
     if len(real) < len(measured):
-        line += ("; the others are unresolved: with this few seeds the intervals are wide, and an unresolved "
-                 "difference is not evidence that the settings are equal")
+        line += (f"; {len(measured) - len(real)} unresolved: with this few seeds the intervals are wide, and an "
+                 "unresolved difference is not evidence that the settings are equal")
     return line + "."
 
 

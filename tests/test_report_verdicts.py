@@ -150,7 +150,7 @@ def test_the_report_sentence_follows_the_interval(tmp_path, b_accuracy, real):
         assert ": the interval includes 0, so these runs do not resolve the difference." in line
     assert conclusions(summary)[-1] == (
         f"{int(real)} of 1 differences in this study are real at 95 % (the interval excludes 0)" +
-        ("." if real else "; the others are unresolved: with this few seeds the intervals are wide, and an "
+        ("." if real else "; 1 unresolved: with this few seeds the intervals are wide, and an "
                           "unresolved difference is not evidence that the settings are equal."))
 
 
