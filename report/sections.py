@@ -5,7 +5,7 @@ from pathlib import Path
 
 from training.models import ModelConfig
 
-from . import eda, figures, inside
+from . import eda, figures
 from .analysis import StudySummary, count, pct_pm, top_confusions
 from .architecture import block_sizes, describe
 from .render import Bullets, Figure, Heading, Paragraph, Table
