@@ -177,7 +177,11 @@ def factor_blocks(name: str, budgets: list[Budget]) -> tuple[list, list[str]]:
                     + ["changes with the budget"])
     changed = [f"{title}, {p.first} vs {p.second}: " + "; ".join(f"{b.name}: {v}" for b, v in zip(budgets, p.verdicts))
                for p in pairs if p.change == "**yes**"]
+    best = [max((x for x in s.settings if x.n), key=lambda x: (x.mean("test_accuracy"), -x.params)).label
+            if s and any(x.n for x in s.settings) else PENDING for s in studies]
     blocks = [Heading(title, 3),
+              Paragraph("Highest mean test accuracy: " + "; ".join(f"{b.name}: {label}" for b, label in
+                                                                   zip(budgets, best)) + "."),
               Table(headers, rows, caption=f"{title}: test accuracy (mean ± 1 sample std over n seeds), epochs "
                                            "run and compute per run, under each budget."),
               Table(pair_headers, pair_rows, caption=f"{title}: every pair's difference of mean test accuracy "

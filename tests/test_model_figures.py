@@ -112,6 +112,10 @@ def test_committed_figures_are_used_as_they_are_once_the_model_is_gone(cnn_runs,
     assert {n: (copy / "model_figures" / n).read_bytes() for n in before} == before
     readme = (tmp_path / "out" / "clone" / "README.md").read_text()
     assert "](figures/cnn_grad_cam.png)" in readme and f"run `{run_id}`" in readme
+    # With or without the model, the same report, byte for byte.
+    build_report(runs, "clone", tmp_path / "with-model")
+    for name in ("README.md", "index.html"):
+        assert (tmp_path / "with-model" / "clone" / name).read_bytes() == (tmp_path / "out" / "clone" / name).read_bytes()
     # Figures that show another run than the kept model's are drawn again; no figures and no model: said so.
     manifest = json.loads((runs / "model_figures" / "model_figures.json").read_text())
     (runs / "model_figures" / "model_figures.json").write_text(json.dumps({**manifest, "run_id": "cnn-other-seed0"}))
