@@ -46,11 +46,14 @@ bench: install data
 # The lab's study at convergence (docs/lab/converged): every run trains until its validation accuracy
 # stops improving (learning rate halved on a plateau, early stopping that keeps the best epoch out of
 # the last 20 % of the run, at most 60 epochs). Two processes, one per core, at the lowest priority;
-# records that exist are kept, so an interrupted study resumes where it stopped.
+# records that exist are kept, so an interrupted study resumes where it stopped. Then its report, beside
+# the 4-epoch budget of docs/lab, with the model figures drawn from the kept base CNN (model_figures/).
 CONVERGED := --set epochs=60 --set lr_schedule=plateau --set early_stopping_patience=6 \
 	--set early_stopping_fraction=0.2
 study: install data
 	nice -n 19 $(PY) scripts/run_study.py --all --runs docs/lab/converged $(CONVERGED) --workers 2 --no-progress
+	nice -n 19 $(PY) scripts/make_report.py --runs docs/lab/converged --compare docs/lab --out docs/lab --name converged \
+		--budget-names "converged,4 epochs"
 
 clean:
 	rm -rf work reports/demo .pytest_cache

@@ -1,5 +1,5 @@
 """Numbers for the report, every one computed from the run records: per-setting mean and spread
-over seeds, and conclusions stated only as far as those numbers go."""
+over seeds, counts, ratios and confusions (the verdicts on pairs are in report/verdicts.py)."""
 from __future__ import annotations
 
 import json
@@ -32,9 +32,6 @@ class SettingSummary:
     def std(self, key: str) -> float:
         """Sample standard deviation over seeds (0 with a single seed)."""
         return float(self.values(key).std(ddof=1)) if self.n > 1 else 0.0
-
-    def interval(self, key: str = "test_accuracy") -> tuple[float, float]:
-        return self.mean(key) - self.std(key), self.mean(key) + self.std(key)
 
     @property
     def params(self) -> int:
@@ -113,65 +110,12 @@ def count(value: float) -> str:
     return f"{value:.0f}"
 
 
-def overlaps(a: SettingSummary, b: SettingSummary, key: str = "test_accuracy") -> bool:
-    """Whether the intervals mean ± 1 sample std of `a` and `b` share at least one point (touching counts)."""
-    (a_low, a_high), (b_low, b_high) = a.interval(key), b.interval(key)
-    return a_low <= b_high and b_low <= a_high
-
-
 def ratio(numerator: float, denominator: float) -> str:
     """'1.80x', '0.25x', '12.5x': how many times `denominator` `numerator` is."""
     if denominator <= 0:
         return "n/a"
     value = numerator / denominator
     return f"{value:.2f}x" if value < 10 else f"{value:,.1f}x"
-
-
-def _verdict(best: SettingSummary, other: SettingSummary) -> str:
-    gap = 100 * (best.mean("test_accuracy") - other.mean("test_accuracy"))
-    if min(best.n, other.n) < 2:
-        return (f"{best.label} vs {other.label}: {gap:.2f} points apart, but with a single seed there is no "
-                "seed-to-seed spread to compare the difference with, so these runs do not separate the two settings.")
-    if overlaps(best, other):
-        return (f"{best.label} vs {other.label}: {gap:.2f} points apart, but the intervals (mean ± 1 std over seeds) "
-                "overlap, so these runs do not separate the two settings.")
-    return (f"{best.label} vs {other.label}: {gap:.2f} points higher and the intervals (mean ± 1 std) do not "
-            "overlap: the difference is larger than the seed-to-seed spread in these runs.")
-
-
-def _cost(best: SettingSummary, other: SettingSummary) -> str:
-    line = (f"{best.label} uses {ratio(best.params, other.params)} the parameters, {ratio(best.flops, other.flops)} "
-            f"the FLOPs per image and {ratio(best.seconds_per_epoch, other.seconds_per_epoch)} the training time "
-            f"per epoch of {other.label}")
-    cheaper = (other.params <= best.params and other.flops <= best.flops
-               and (other.params, other.flops) != (best.params, best.flops))
-    if cheaper and min(best.n, other.n) >= 2 and overlaps(best, other):
-        line += f"; {other.label} is cheaper and, as far as these runs can tell, as good"
-    return line + "."
-
-
-def conclusions(study: StudySummary) -> list[str]:
-    """Statements the records support: the ranking, which differences exceed seed-to-seed spread, costs."""
-    ran = [s for s in study.settings if s.n]
-    if len(ran) < 2:
-        return ["Fewer than two settings have records, so nothing can be compared yet."]
-    best = study.best()
-    lines = [f"Highest mean test accuracy: **{best.label}** ({pct_pm(best)} %, n = {best.n} "
-             f"seed{'s' if best.n != 1 else ''})."]
-    for other in sorted((s for s in ran if s is not best), key=lambda s: (-s.mean("test_accuracy"), s.label)):
-        lines.append(_verdict(best, other) + " " + _cost(best, other))
-    fastest = min(ran, key=lambda s: (s.seconds_per_epoch, s.label))
-    slowest = max(ran, key=lambda s: (s.seconds_per_epoch, s.label))
-    lines.append(f"Training time per epoch ranges from {fastest.seconds_per_epoch:.2f} s ({fastest.label}) to "
-                 f"{slowest.seconds_per_epoch:.2f} s ({slowest.label}) on the machine that ran them.")
-    fewest = min(s.n for s in ran)
-    if fewest == 1:
-        lines.append("Only 1 seed for some settings: their spread cannot be estimated, so no difference "
-                     "involving them is called real.")
-    elif fewest < 3:
-        lines.append(f"Only {fewest} seeds per setting: the spread is a rough estimate and "
-                     "small differences should not be read as real.")
-    return lines
 
 
 def per_class_accuracy(setting: SettingSummary) -> tuple[np.ndarray, np.ndarray]:

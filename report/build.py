@@ -8,9 +8,11 @@ from pathlib import Path
 
 from training.experiments.records import load_records
 
-from . import sections
+from . import model_figures, sections
+from .budgets import Budget, budget_name, budgets_section
 from .analysis import load_study_documents, summarize
 from .render import Bullets, Document, Heading, Paragraph, Table, write_report
+from .verdicts import critical_t
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,20 @@ ERROR_BARS = (
     "**How to read the error bars:** a figure written 91.23 ± 0.45 and every error bar in the figures is the "
     "mean over n seeds ± 1 sample standard deviation of those n values (n - 1 in the denominator), where n is "
     "given beside it (seeds column, n = ... labels). It describes how much one run varies from seed to seed; "
-    "it is not a standard error or a confidence interval of the mean. Two settings whose intervals share a "
-    "point are reported as not separated by these runs. With n = 1 there is no spread: no error bar is drawn "
-    "and no difference is called real.")
+    "it is not a standard error or a confidence interval of the mean, and the verdicts are not read off it. "
+    "With n = 1 there is no spread and no error bar is drawn.")
+
+VERDICTS = (
+    "**How the verdicts are decided:** for every pair of settings of a study the report gives the difference "
+    "of their mean test accuracies with a 95 % confidence interval, and calls the difference real only when "
+    "that interval excludes 0. Runs with the same seed share their data split and the order in which "
+    "training visits the images, so the seeds pair the runs: the interval is a paired t interval of the "
+    "per-seed differences, over the seeds both settings ran (Welch's t interval when they share fewer than "
+    "two seeds). With n = 3 seeds the paired interval is the mean difference ± {t3:.2f} x its standard error "
+    "(t for 2 degrees of freedom), so it is wide and many differences are **unresolved**: an unresolved "
+    "difference is not evidence that the two settings are equal, only that these runs cannot tell them "
+    "apart. Each interval holds at 95 % on its own; over many comparisons a few real-looking differences "
+    "are expected by chance.")
 
 
 def _values(records: list[dict], key: str) -> str:
@@ -61,6 +74,7 @@ def overview(name: str, studies: list, records: list[dict]) -> list:
             "not the accuracy the architectures reach with the full budget, and with so few seeds the ± "
             "figures are rough."))
     blocks.append(Paragraph(ERROR_BARS))
+    blocks.append(Paragraph(VERDICTS.format(t3=critical_t(3))))
     blocks.append(Table(["hyperparameter shared by every run", "value"], recipe))
     return blocks
 
@@ -69,10 +83,11 @@ def method(records: list[dict]) -> list:
     return [Heading("Method"), Bullets([
         "Model selection uses the validation split only: the weights of the epoch with the best validation "
         "accuracy are restored; the test set is scored once, after training, and never used to choose anything.",
-        "A ± figure is the sample standard deviation over seeds (n - 1 in the denominator); an interval is "
-        "mean ± 1 std. When two settings' intervals overlap the report does not call either better.",
+        "A ± figure is the sample standard deviation over seeds (n - 1 in the denominator).",
+        "A difference between two settings is called real only when its 95 % confidence interval (paired t "
+        "over the shared seeds) excludes 0; otherwise the report does not call either better.",
         "Seeds change the weight initialisation, the data order and the stratified subsets; within a seed, "
-        "every setting of a study sees the same data split.",
+        "every setting of a study sees the same data split and the same order of training images.",
         "Seconds per epoch are wall-clock times of the machine that trained the run; compare them within one "
         "report only.",
         f"{len(records)} run records; their ids, seeds and scores are listed below.",
@@ -93,7 +108,8 @@ def _best(records: list[dict], runs: Path, model_type: str | None = None) -> dic
 
 
 def _read_runs(runs: Path, data: str | None) -> tuple[dict, list, list[dict], dict[str, list[str]]]:
-    """(channels, studies, the records of their runs, run id -> the study settings it belongs to)."""
+    """(channels, studies, the records of their runs, run id -> the study settings it belongs to; every
+    planned run id is a key)."""
     manifest = runs / "data.json"
     if not manifest.is_file():
         raise ReportError(f"{runs}: not a runs folder (no data.json); run a study into it first "
@@ -141,29 +157,49 @@ def _study_sections(document: Document, studies: list, records: list[dict], runs
             document.add(*sections.study_section(study, folder))
 
 
-def _model_sections(document: Document, records: list[dict], runs: Path, channels: dict, folder: Path) -> None:
-    best_cnn, best = _best(records, runs, "cnn"), _best(records, runs)
-    if best_cnn:
-        document.add(*sections.inside_section(best_cnn, runs / "models" / best_cnn["run_id"], channels, folder))
-    if best:
-        document.add(*sections.misclassified_section(best, runs / "models" / best["run_id"], channels, folder))
-    if not best_cnn or not best:
-        document.add(Paragraph("No trained model was kept in the runs folder's models/, so the figures that need "
-                               "one (filters, feature maps, misclassified examples) are missing."))
+def _model_sections(document: Document, studies: list, records: list[dict], runs: Path, channels: dict,
+                    folder: Path, redraw: bool) -> None:
+    by_id = {r["run_id"]: r for r in records}
+    manifest = model_figures.ensure_model_figures(runs, studies, by_id, channels, redraw)
+    if manifest and manifest["run_id"] in by_id:
+        paths = model_figures.copy_figures(runs, manifest, folder)
+        document.add(*sections.inside_section(by_id[manifest["run_id"]], manifest, paths))
+        return
+    document.add(Paragraph("No model of the base CNN was kept in the runs folder's models/ and no model figures "
+                           "are in its model_figures/, so the figures that need a model (filters, feature maps, "
+                           "Grad-CAM, misclassified examples) are missing."))
 
 
-def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None) -> dict:
-    """Write the report of `runs` to `out`/`name`; return the paths written."""
+def _budgets(runs: Path, studies: list, records: list[dict], memberships: dict, compare: str | Path,
+             names: tuple[str | None, str | None]) -> list[Budget]:
+    _, other_studies, other_records, other_memberships = _read_runs(Path(compare), None)
+    budgets = [Budget(names[0] or budget_name(records), runs, studies, records, memberships),
+               Budget(names[1] or budget_name(other_records), Path(compare), other_studies, other_records,
+                      other_memberships)]
+    if budgets[0].name == budgets[1].name:
+        raise ReportError(f"{runs} and {compare}: both budgets are called {budgets[0].name!r}; name them "
+                          "(--budget-names A,B)")
+    return budgets
+
+
+def build_report(runs: str | Path, name: str, out: str | Path = "reports", data: str | None = None,
+                 compare: str | Path | None = None, budget_names: tuple[str | None, str | None] = (None, None),
+                 redraw_model_figures: bool = False) -> dict:
+    """Write the report of `runs` to `out`/`name`, with the budget of `compare` beside it when given;
+    return the paths written."""
     runs = Path(runs)
     channels, studies, records, memberships = _read_runs(runs, data)
+    budgets = _budgets(runs, studies, records, memberships, compare, budget_names) if compare else None
     folder = Path(out) / name
     shutil.rmtree(folder / "figures", ignore_errors=True)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     document = Document(f"convlab lab report: {name}")
     document.add(*overview(name, studies, records))
+    if budgets:
+        document.add(*budgets_section(budgets))
     _data_section(document, channels, folder)
     _study_sections(document, studies, records, runs, folder)
-    _model_sections(document, records, runs, channels, folder)
+    _model_sections(document, studies, records, runs, channels, folder, redraw_model_figures)
     document.add(*method(records), records_table(records, memberships))
     paths = write_report(document, folder)
     paths["figures"] = [folder / p for p in document.figures()]

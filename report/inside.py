@@ -1,5 +1,6 @@
 """Figures that need a trained model (the model.keras of a run's model_dir): the first layer's
-filters, the feature maps of one test image after each conv block, and misclassified test images."""
+filters, feature maps of one test image per class after each conv block, Grad-CAM heat maps, and
+the most confident mistakes on the test set."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,35 +56,91 @@ def first_layer_filters(model, path: Path) -> Path:
     return save(fig, path)
 
 
-def feature_maps(model, image: np.ndarray, title: str, path: Path, per_block: int = 8) -> tuple[Path, list[str]]:
-    """The input image, then the `per_block` most active channels after each conv block; returns the
-    figure and each block's output size ("14x14x32")."""
+def one_per_class(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> list[int]:
+    """For each class in turn, its first test image the model classifies right (else its first one);
+    classes without test images are left out."""
+    right = probabilities.argmax(axis=1) == labels
+    picks = []
+    for index in range(len(classes)):
+        members = np.flatnonzero(labels == index)
+        if len(members):
+            correct = members[right[members]]
+            picks.append(int(correct[0] if len(correct) else members[0]))
+    return picks
+
+
+def _gray(ax, image: np.ndarray) -> None:
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+
+
+def class_feature_maps(model, images: np.ndarray, picks: list[int], names: list[str], path: Path,
+                       per_block: int = 4) -> tuple[Path, list[str]]:
+    """One row per picked image: the image, then after each conv block the `per_block` channels most
+    active on average over the picked images (the same channels in every row); returns the figure and
+    each block's output size ("14x14x32")."""
     import keras
 
     ends = block_ends(model)
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in ends])
-    outputs = probe([image[None].astype(np.float32) / 255.0], training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    fig, axes = plt.subplots(len(ends) + 1, per_block, figsize=(per_block * 1.15, (len(ends) + 1) * 1.35))
-    axes = np.atleast_2d(axes)
+    outputs = probe([images[picks].astype(np.float32) / 255.0], training=False)
+    outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+    chosen = [np.argsort(-o.mean(axis=(0, 1, 2)), kind="stable")[:per_block] for o in outputs]
+    cols = 1 + sum(len(c) for c in chosen)
+    fig, axes = plt.subplots(len(picks), cols, figsize=(cols * 0.95, len(picks) * 1.0 + 0.6), squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.axis("off")
-    axes[0, 0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
-    axes[0, 0].set_title("input", fontsize=7)
-    axes[0, 0].axis("on")
-    for row, (name, output) in enumerate(zip(ends, outputs), start=1):
-        maps = np.asarray(output)[0]
-        order = np.argsort(-maps.mean(axis=(0, 1)), kind="stable")[:per_block]
-        for col, channel in enumerate(order):
-            ax = axes[row, col]
-            ax.axis("on")
-            ax.imshow(maps[:, :, channel], cmap="viridis")
-            ax.set_title(f"{name} #{channel}", fontsize=6)
-    sizes = ["x".join(str(d) for d in np.asarray(output).shape[1:]) for output in outputs]
-    fig.suptitle(f"{title}: feature maps after each conv block ({', '.join(sizes)}), most active channels")
+    for row, index in enumerate(picks):
+        _gray(axes[row, 0], images[index])
+        axes[row, 0].set_ylabel(names[row], fontsize=7)
+        col = 1
+        for name, output, channels in zip(ends, outputs, chosen):
+            for channel in channels:
+                axes[row, col].imshow(output[row, :, :, channel], cmap="viridis")
+                if row == 0:
+                    axes[row, col].set_title(f"{name}\n#{channel}", fontsize=6)
+                col += 1
+    sizes = ["x".join(str(d) for d in o.shape[1:]) for o in outputs]
+    fig.suptitle(f"Feature maps of one test image per class after each conv block ({', '.join(sizes)}); "
+                 f"the {per_block} channels of each block most active over these images")
     return save(fig, path), sizes
+
+
+def grad_cam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM of the predicted class: the last conv block's output weighted by the mean gradient of the
+    class score (the logit) with respect to it, ReLU, scaled to 0-1 and resized to the image; returns
+    (heat maps (N, H, W), predicted classes)."""
+    import keras
+    import tensorflow as tf
+
+    last = block_ends(model)[-1]
+    probe = keras.Model(model.inputs, [model.get_layer(last).output, model.get_layer("logits").output])
+    batch = tf.constant(images.astype(np.float32) / 255.0)
+    with tf.GradientTape() as tape:
+        maps, logits = probe(batch, training=False)
+        predicted = tf.argmax(logits, axis=1)
+        scores = tf.gather(logits, predicted, axis=1, batch_dims=1)
+    gradients = tape.gradient(scores, maps)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))
+    cams = cams / tf.maximum(tf.reduce_max(cams, axis=(1, 2), keepdims=True), 1e-12)
+    resized = tf.image.resize(cams[..., None], images.shape[1:3], method="bilinear")[..., 0]
+    return np.asarray(resized), np.asarray(predicted)
+
+
+def grad_cam_figure(images: np.ndarray, heat: np.ndarray, titles: list[str], layer: str, path: Path) -> Path:
+    """Each image above its Grad-CAM heat map laid over it."""
+    fig, axes = plt.subplots(2, len(images), figsize=(len(images) * 1.1, 2.9), squeeze=False)
+    for col, (image, cam, title) in enumerate(zip(images, heat, titles)):
+        for row in range(2):
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            _gray(axes[row, col], image)
+        axes[1, col].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        axes[0, col].set_title(title, fontsize=6)
+    fig.suptitle(f"Grad-CAM: where the predicted class's score depends on the output of {layer} "
+                 "(red = most)")
+    return save(fig, path)
 
 
 def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: list[str],

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from training.models import ModelConfig
 
-from . import eda, figures, inside
-from .analysis import StudySummary, conclusions, count, pct_pm, top_confusions
+from . import eda, figures
+from .analysis import StudySummary, count, pct_pm, top_confusions
 from .architecture import block_sizes, describe
 from .render import Bullets, Figure, Heading, Paragraph, Table
+from .verdicts import conclusions
 
 FASHION_MNIST_TEXT = (
     "Fashion-MNIST (Zalando Research) is a drop-in replacement for MNIST: 28x28 grayscale photographs of "
@@ -151,48 +150,36 @@ def baseline_section(baseline: StudySummary, classes: list[str], folder: Path) -
     return blocks
 
 
-def _scored(record: dict, model_dir: Path, channels: dict[str, str]):
-    model = inside.load_model(model_dir)
-    images, labels, classes = inside.run_test_set(record, channels)
-    probabilities = inside.predict(model, images)
-    return model, images, labels, classes, probabilities
+def _provenance(record: dict, manifest: dict) -> Paragraph:
+    return Paragraph(f"The CNN shown is run `{record['run_id']}` (seed {record['seed']}), {manifest['shown']} "
+                     f"(validation accuracy {100 * record['val_accuracy']:.2f} %); the figures were drawn from that "
+                     "model and are kept in the runs folder's model_figures/. "
+                     f"Re-scored on its {manifest['test_images']:,} test images it reaches "
+                     f"{100 * manifest['rescored_accuracy']:.2f} % (its record: {100 * record['test_accuracy']:.2f} %).")
 
 
-def _provenance(record: dict, labels: np.ndarray, probabilities: np.ndarray, what: str) -> Paragraph:
-    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
-    return Paragraph(f"The {what} is run `{record['run_id']}` ({record['model_type'].upper()}, seed {record['seed']}), "
-                     f"the recorded run with the highest validation accuracy ({100 * record['val_accuracy']:.2f} %) "
-                     f"whose model was kept. Re-scored here on its {len(labels):,} test images it reaches "
-                     f"{100 * accuracy:.2f} % (its record: {100 * record['test_accuracy']:.2f} %).")
-
-
-def inside_section(record: dict, model_dir: Path, channels: dict[str, str], folder: Path) -> list:
-    """First-layer filters and feature maps of the best CNN."""
-    model, images, labels, classes, probabilities = _scored(record, model_dir, channels)
-    right = np.flatnonzero(probabilities.argmax(axis=1) == labels)
-    sample = int(right[0]) if len(right) else 0
-    name = classes[labels[sample]]
-    maps, sizes = inside.feature_maps(model, images[sample], f"test image {sample} ({name})",
-                                      folder / "figures/cnn_feature_maps.png")
+def inside_section(record: dict, manifest: dict, paths: dict[str, str]) -> list:
+    """First-layer filters, feature maps of one test image per class, Grad-CAM and the most confident
+    mistakes of the base CNN, from its model figures."""
+    sizes = ", ".join(manifest["block_sizes"])
+    shown = ", ".join(f"{p['class']} {p['test_index']}" for p in manifest["per_class_images"])
     return [
         Heading("Inside the CNN"),
-        _provenance(record, labels, probabilities, "CNN shown"),
+        _provenance(record, manifest),
         Paragraph("Its architecture: " + describe(record["config"], record["params"], record["flops_per_image"])),
-        Figure(str(inside.first_layer_filters(model, folder / "figures/cnn_filters.png").relative_to(folder)),
-               "First-layer filters: each small image is one learned kernel (averaged over input channels)."),
-        Figure(str(maps.relative_to(folder)),
-               f"Feature maps of test image {sample} ({name}) after each conv block (height x width x channels: "
-               f"{', '.join(sizes)}); each block's eight most active channels. A later block's units see a "
-               "larger part of the image (receptive fields above)."),
+        Figure(paths["filters"], "First-layer filters: each small image is one learned kernel (averaged over input "
+                                 "channels)."),
+        Figure(paths["feature_maps"],
+               f"Feature maps of one test image per class (test images {shown}) after each conv block (height x "
+               f"width x channels: {sizes}); in each block the same channels for every image, the ones most "
+               "active over these images. A later block's units see a larger part of the image (receptive "
+               "fields above)."),
+        Figure(paths["grad_cam"],
+               f"Grad-CAM of the same images: the output of {manifest['grad_cam_layer']} (the last conv block) "
+               "weighted by the mean gradient of the predicted class's score with respect to it, rectified, "
+               "scaled to 0-1 and resized to the image: the regions the prediction depends on most."),
+        Heading("Misclassified examples"),
+        Figure(paths["misclassified"],
+               f"The most confident of the {manifest['mistakes']:,} test images (of {manifest['test_images']:,}) "
+               "this model gets wrong, with its prediction and probability."),
     ]
-
-
-def misclassified_section(record: dict, model_dir: Path, channels: dict[str, str], folder: Path) -> list:
-    """The best model's most confident mistakes on its test set."""
-    _, images, labels, classes, probabilities = _scored(record, model_dir, channels)
-    path, mistakes = inside.misclassified(images, labels, probabilities, classes, folder / "figures/misclassified.png")
-    return [Heading("Misclassified examples"),
-            _provenance(record, labels, probabilities, "model shown"),
-            Figure(str(path.relative_to(folder)),
-                   f"The most confident of the {mistakes} test images this model gets wrong, with its prediction "
-                   "and probability.")]

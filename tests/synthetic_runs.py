@@ -5,7 +5,8 @@ Each setting is given as a dict: its study overrides ("label", the factor, ...) 
     "accuracy": [test accuracy of seed 0, seed 1, ...]  (one record per value; fewer values than
                 the study's seeds leave the remaining runs unrecorded),
     "params", "flops", "seconds": [s/epoch per seed], optional "confusion": one matrix for every seed,
-    or "confusions": one matrix per seed.
+    or "confusions": one matrix per seed, optional "epochs_run" and "best": epochs run and best epoch
+    per seed (default: the epoch cap, and the last epoch run).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-KNOWN_KEYS = ("accuracy", "params", "flops", "seconds", "confusion", "confusions", "val")
+KNOWN_KEYS = ("accuracy", "params", "flops", "seconds", "confusion", "confusions", "val", "epochs_run", "best")
 
 
 def diagonal_confusion(accuracy: float, per_class: int = 100) -> list[list[int]]:
@@ -41,12 +42,13 @@ def _metrics(canonical: dict, known: dict, index: int) -> dict:
     config.input_shape, config.num_classes = (28, 28, 1), len(CLASSES)
     accuracy = float(known["accuracy"][index])
     val = float(known.get("val", known["accuracy"])[index])
-    epochs = int(canonical["epochs"])
+    epochs = int(known["epochs_run"][index]) if "epochs_run" in known else int(canonical["epochs"])
+    best = int(known["best"][index]) if "best" in known else epochs
     seconds = float(known["seconds"][index])
     curve = [round(val - 0.02 * (epochs - e), 4) for e in range(1, epochs + 1)]
     return {
         "model_type": config.model, "config": config.to_dict(), "params": int(known["params"]),
-        "flops_per_image": int(known["flops"]), "epochs_completed": epochs, "best_epoch": epochs,
+        "flops_per_image": int(known["flops"]), "epochs_completed": epochs, "best_epoch": best,
         "history": {"loss": [1.0 - c for c in curve], "accuracy": curve,
                     "val_loss": [1.05 - c for c in curve], "val_accuracy": curve},
         "seconds_per_epoch": [seconds] * epochs, "mean_seconds_per_epoch": seconds,

@@ -45,7 +45,7 @@ def test_the_report_and_every_figure_it_references_exist(study_report):
     assert not re.search(r'src="(?!data:)', html)
     expected = {"eda_class_distribution", "eda_samples", "eda_mean_images", "eda_pixel_histogram",
                 "baseline_params", "baseline_learning_curves", "baseline_confusion", "baseline_per_class",
-                "cnn_filters", "cnn_feature_maps", "misclassified"}
+                "cnn_filters", "cnn_feature_maps", "cnn_grad_cam", "misclassified"}
     for study in ("baseline", "kernel_size"):
         expected |= {f"study_{study}_{what}" for what in ("accuracy", "cost", "time")}
     assert {Path(p).stem for p in referenced} == expected
@@ -82,7 +82,7 @@ def test_conclusions_follow_the_intervals(study_report):
     readme = (study_report[1] / "tiny" / "README.md").read_text()
     assert "**Reduced run:** 2 seed(s) per configuration" in readme
     assert "Highest mean test accuracy: **" in readme
-    verdicts = re.findall(r"intervals \(mean ± 1 std(?: over seeds)?\) (overlap|do not overlap)", readme)
+    verdicts = re.findall(r"\(paired t over 2 seeds\): the interval (includes|excludes) 0", readme)
     assert len(verdicts) == 2  # one comparison in each two-setting study
 
 
