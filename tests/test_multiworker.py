@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,13 @@ def test_nothing_before_the_strategy_runs_a_tensorflow_op(opt_ml_two_hosts):
 @pytest.fixture
 def opt_ml_two_hosts(fashion_subset_dir, tmp_path):
     return host_root(tmp_path, "algo-2", fashion_subset_dir)
+
+
+def test_the_worker_count_comes_from_the_strategys_public_cluster_resolver():
+    import training.distributed as distributed
+
+    assert "_num_workers" not in Path(distributed.__file__).read_text()
+    # The default strategy has no cluster resolver: one worker.
+    import tensorflow as tf
+
+    assert distributed.worker_count(tf.distribute.get_strategy()) == 1

@@ -56,8 +56,18 @@ def make_strategy(hosts: list[str], current_host: str, num_gpus: int):
     return tf.distribute.get_strategy()
 
 
+def worker_count(strategy) -> int:
+    """Workers (hosts) training together: from the strategy's cluster resolver, which single-machine
+    strategies do not have."""
+    resolver = strategy.cluster_resolver
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs) or 1
+
+
 def is_multi_worker(strategy) -> bool:
-    return getattr(strategy.extended, "_num_workers", 1) > 1
+    return worker_count(strategy) > 1
 
 
 def _labels(targets):
