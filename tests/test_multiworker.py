@@ -147,6 +147,42 @@ def opt_ml_two_hosts(fashion_subset_dir, tmp_path):
     return host_root(tmp_path, "algo-2", fashion_subset_dir)
 
 
+# -- the start of a run on every worker: the chief's model and counters, whatever the replicas ---------
+def run_probe(devices: int, hosts: list[str] | None = None, timeout: float = 180) -> list[dict]:
+    """tests/multiworker_probe.py on one machine (hosts None) or as one process per host on 127.0.0.1."""
+    env = program_env(None)
+    if not hosts:
+        result = subprocess.run([sys.executable, "-m", "tests.multiworker_probe", str(devices)], env=env,
+                                capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [json.loads(result.stdout.splitlines()[-1])]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(len(hosts))]
+    processes = []
+    for index, host in enumerate(hosts):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.multiworker_probe", str(devices), host], text=True,
+            env=dict(env, TF_CONFIG=json.dumps(tf_config), SM_HOSTS=json.dumps(hosts)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [process.communicate(timeout=timeout) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    return [json.loads(stdout.splitlines()[-1]) for stdout, _ in outputs]
+
+
+def test_every_worker_starts_from_the_chiefs_model_whatever_its_number_of_local_devices():
+    chief_state = {"epoch": 3, "best_epoch": 2, "best_val_accuracy": 0.5}
+    # Two workers, the CPU of each split into two logical devices.
+    across = run_probe(2, HOSTS)
+    for outcome in across:
+        assert outcome["multi_worker"] is True
+        assert outcome["weights"] == [0.25] and outcome["state"] == chief_state, outcome
+    # One machine whose strategy has a replica on each of two devices: every copy holds the values once.
+    (alone,) = run_probe(2)
+    assert alone["replicas"] == 2 and alone["multi_worker"] is False
+    assert alone["weights"] == [0.25] and alone["state"] == chief_state, alone
+
+
 def test_the_worker_count_comes_from_the_strategys_public_cluster_resolver():
     import training.distributed as distributed
 
@@ -155,3 +191,4 @@ def test_the_worker_count_comes_from_the_strategys_public_cluster_resolver():
     import tensorflow as tf
 
     assert distributed.worker_count(tf.distribute.get_strategy()) == 1
+

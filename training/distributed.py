@@ -174,7 +174,7 @@ def start_across_workers(strategy, chief: bool, build, load, fresh_state: dict):
     if resumed:
         loaded, state, best = resumed
         _copy_variables(loaded.variables + loaded.optimizer.variables, model.variables + model.optimizer.variables)
-    counters = _broadcast(strategy, chief, [[state["epoch"], state["best_epoch"], state["best_val_accuracy"]]]
+    counters = _broadcast(strategy, [[state["epoch"], state["best_epoch"], state["best_val_accuracy"]]]
                           + [v.numpy() for v in model.variables + model.optimizer.variables])
     for variable, value in zip(model.variables + model.optimizer.variables, counters[1:]):
         variable.assign(value.astype(variable.dtype))
@@ -193,18 +193,23 @@ def _copy_variables(sources: list, targets: list) -> None:
         target.assign(source.numpy())
 
 
-def _broadcast(strategy, chief: bool, values: list) -> list:
-    """The chief's values on every worker (a sum in which the other workers add zeros)."""
+def _broadcast(strategy, values: list) -> list:
+    """The chief's values on every worker.
+
+    A sum over all replicas to which only replica 0 of the sync group adds (the first local replica of
+    the chief, worker 0); every other replica adds zeros, so the result is the same whatever the
+    number of replicas on each worker."""
     import numpy as np
     import tensorflow as tf
 
-    scale = 1.0 if chief else 0.0
-    tensors = [tf.constant(np.asarray(value, np.float64) * scale) for value in values]
+    tensors = [tf.constant(np.asarray(value, np.float64)) for value in values]
 
     @tf.function
     def exchange():
         context = tf.distribute.get_replica_context()
-        return [context.all_reduce(tf.distribute.ReduceOp.SUM, tensor) for tensor in tensors]
+        first = tf.equal(context.replica_id_in_sync_group, 0)
+        return [context.all_reduce(tf.distribute.ReduceOp.SUM, tf.where(first, tensor, tf.zeros_like(tensor)))
+                for tensor in tensors]
 
     results = strategy.run(exchange)
     return [strategy.experimental_local_results(result)[0].numpy() for result in results]
@@ -216,8 +221,5 @@ def barrier(strategy) -> None:
     At the end of a run it keeps workers alive until the chief has written the model: SageMaker's
     LOCAL_CONTAINER mode (docker-compose --abort-on-container-exit) stops every container as soon as
     the first one exits, which would otherwise cut the chief's export short."""
-    import tensorflow as tf
-
-    one = tf.function(lambda: tf.constant(1.0))
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(one), axis=None)
-    log.info("all %d workers finished", int(total.numpy()))
+    _broadcast(strategy, [[0.0]])
+    log.info("all %d workers finished", worker_count(strategy))
