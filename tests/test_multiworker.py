@@ -192,3 +192,41 @@ def test_the_worker_count_comes_from_the_strategys_public_cluster_resolver():
 
     assert distributed.worker_count(tf.distribute.get_strategy()) == 1
 
+
+def test_the_distributed_step_scales_the_loss_under_mixed_float16_as_keras_does(fashion_test_images):
+    """One step of the loop used across workers and one step of Keras' own train_on_batch, from the
+    same weights on the same 64 real images, under mixed_float16: the same update. (Keras' optimizer
+    divides the gradients by its loss scale, so a step that never multiplied the loss by it moves the
+    weights 32,768 times too little.)"""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training.distributed import fit_distributed
+    from training.precision import precision_policy
+
+    images, labels = fashion_test_images
+    x, y = images[:64].astype("float32") / 255.0, labels[:64].astype("int32")
+
+    def build():
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(10, dtype="float32")])
+        model.compile(optimizer=keras.optimizers.SGD(0.05),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    with precision_policy("mixed_float16"):
+        keras.utils.set_random_seed(1)
+        ours, theirs = build(), build()
+        theirs.set_weights(ours.get_weights())
+        start = [w.copy() for w in ours.get_weights()]
+        assert type(ours.optimizer).__name__ == "LossScaleOptimizer"
+        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+        fit_distributed(tf.distribute.get_strategy(), ours, batches.repeat(), batches, epochs=1, initial_epoch=0,
+                        steps_per_epoch=1, callbacks=[])
+        theirs.train_on_batch(x, y)
+    moved = [np.abs(a - s).max() for a, s in zip(ours.get_weights(), start)]
+    expected = [np.abs(b - s).max() for b, s in zip(theirs.get_weights(), start)]
+    assert min(expected) > 1e-4
+    for got, want, size in zip(ours.get_weights(), theirs.get_weights(), expected):
+        assert np.abs(got - want).max() <= 0.05 * size, (moved, expected)

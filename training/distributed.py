@@ -76,6 +76,23 @@ def _labels(targets):
     return targets if targets.shape.rank == 1 else tf.argmax(targets, axis=-1, output_type=tf.int32)
 
 
+def _finite_everywhere(context, gradients: list) -> list:
+    """The gradients, made all non-finite on every replica when any replica's are not.
+
+    A LossScaleOptimizer skips a step whose gradients overflowed, judging each replica's own
+    gradients; without this, one worker would skip the step while the others wait for it in the
+    gradient all-reduce."""
+    import tensorflow as tf
+
+    present = [g for g in gradients if g is not None]
+    if not present:
+        return gradients
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in present])
+    overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(overflowed > 0, float("nan"), 0.0)
+    return [None if g is None else g + tf.cast(poison, g.dtype) for g in gradients]
+
+
 def _step_functions(strategy, model):
     """tf.functions for one training step and one evaluation step over all replicas; each returns
     the global (loss sum, correct predictions, examples) of the batch."""
@@ -98,7 +115,10 @@ def _step_functions(strategy, model):
             loss = tf.reduce_sum(losses) / tf.maximum(global_size, 1.0)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        gradients = tape.gradient(loss, model.trainable_variables)
+            # Under mixed_float16 Keras' optimizer is a LossScaleOptimizer: it divides the gradients
+            # by the loss scale it multiplies in here, as model.fit's train step does.
+            scaled = optimizer.scale_loss(loss)
+        gradients = _finite_everywhere(context, tape.gradient(scaled, model.trainable_variables))
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return counts(targets, outputs, losses)
 
