@@ -35,8 +35,9 @@ def host_root(base, host: str, channel, hosts=HOSTS, **hyperparameters):
     return root
 
 
-def run_job(base, channel, **hyperparameters):
-    """Run both hosts as processes on free 127.0.0.1 ports; [(root, returncode, stdout, stderr)], seconds."""
+def run_job(base, channel, timeout: float = 240, **hyperparameters):
+    """Run both hosts as processes on free 127.0.0.1 ports; [(root, returncode, stdout, stderr)]. A host
+    still running after `timeout` seconds is killed and reported with returncode None."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(len(HOSTS))]
     started, runs = time.perf_counter(), []
     for index, host in enumerate(HOSTS):
@@ -46,10 +47,17 @@ def run_job(base, channel, **hyperparameters):
         runs.append((root, subprocess.Popen([sys.executable, "-m", "training.train"], env=env, text=True,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
     results = []
+    deadline = time.monotonic() + timeout
     for root, process in runs:
-        stdout, stderr = process.communicate(timeout=240)
-        results.append((root, process.returncode, stdout, stderr))
-        log.info("%s finished with code %d after %.1f s", root.name, process.returncode,
+        try:
+            stdout, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 1))
+            code = process.returncode
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            code = None
+        results.append((root, code, stdout, stderr))
+        log.info("%s finished with code %s after %.1f s", root.name, code,
                  time.perf_counter() - started)
     return results
 
@@ -104,6 +112,33 @@ def test_two_workers_resume_from_the_chiefs_checkpoint(two_worker_job, fashion_s
     assert metrics["epochs_completed"] == 3 and metrics["history"]["loss"][:2] == before["history"]["loss"]
     assert metrics["history"]["loss"][2] < metrics["history"]["loss"][1]
     assert metrics["test_accuracy"] > 0.6
+
+
+def test_a_chief_that_cannot_resume_fails_every_worker_with_its_reason(two_worker_job, fashion_subset_dir):
+    """The chief's checkpoint was written with other hyperparameters: the chief refuses it in load(),
+    and the worker, waiting for the chief's model, fails with the chief's reason instead of waiting."""
+    base, _ = two_worker_job
+    results = run_job(base, fashion_subset_dir, timeout=150, filters="16")
+    (chief, chief_code, _, chief_err), (worker, worker_code, _, worker_err) = results
+    assert chief_code == 1 and worker_code == 1, (chief_code, worker_code, worker_err[-2000:])
+    reason = (chief / "output" / "failure").read_text()
+    assert "ConfigError" in reason and "filters" in reason
+    failure = (worker / "output" / "failure").read_text()
+    assert failure.startswith("ChiefFailed: the chief (worker 0) failed: ConfigError: ") and "filters" in failure
+    assert "Traceback" not in failure
+
+
+def test_a_chief_that_cannot_write_the_model_fails_every_worker_with_its_reason(fashion_subset_dir, tmp_path):
+    chief = host_root(tmp_path, "algo-1", fashion_subset_dir)
+    (chief / "model").write_text("a file where the model folder should be\n")
+    results = run_job(tmp_path, fashion_subset_dir, timeout=200, epochs="1", export_onnx="false")
+    (_, chief_code, chief_out, chief_err), (worker, worker_code, _, _) = results
+    assert chief_code == 1 and worker_code == 1, (chief_code, worker_code, chief_err[-2000:])
+    assert "convlab-metrics epoch=1 " in chief_out  # it trained, then failed while writing the model
+    reason = (chief / "output" / "failure").read_text()
+    assert "FileExistsError" in reason, reason[-2000:]
+    failure = (worker / "output" / "failure").read_text()
+    assert failure.startswith("ChiefFailed: the chief (worker 0) failed: FileExistsError: "), failure
 
 
 def test_tf_config_in_the_environment_must_match_the_hosts(monkeypatch):

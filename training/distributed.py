@@ -16,6 +16,12 @@ from .environment import is_chief, tf_config
 
 log = logging.getLogger("convlab.train")
 
+REASON_BYTES = 2048  # the longest failure reason the chief sends the other workers
+
+
+class ChiefFailed(RuntimeError):
+    """The chief failed at a step every worker waits for; the message carries the chief's reason."""
+
 
 def cluster_config(hosts: list[str], current_host: str) -> dict:
     """TF_CONFIG for this host: the one already in the environment (checked against the host list),
@@ -189,11 +195,17 @@ def start_across_workers(strategy, chief: bool, build, load, fresh_state: dict):
     with strategy.scope():
         model = build()
         model.optimizer.build(model.trainable_variables)
-    state, best = fresh_state, None
-    resumed = load() if chief else None
-    if resumed:
-        loaded, state, best = resumed
-        _copy_variables(loaded.variables + loaded.optimizer.variables, model.variables + model.optimizer.variables)
+    state, best, failure = fresh_state, None, None
+    if chief:
+        try:
+            resumed = load()
+            if resumed:
+                loaded, state, best = resumed
+                _copy_variables(loaded.variables + loaded.optimizer.variables,
+                                model.variables + model.optimizer.variables)
+        except Exception as exc:  # every worker waits for the chief's model: tell them why there is none
+            failure = exc
+    share_chief_failure(strategy, failure)
     counters = _broadcast(strategy, [[state["epoch"], state["best_epoch"], state["best_val_accuracy"]]]
                           + [v.numpy() for v in model.variables + model.optimizer.variables])
     for variable, value in zip(model.variables + model.optimizer.variables, counters[1:]):
@@ -235,11 +247,31 @@ def _broadcast(strategy, values: list) -> list:
     return [strategy.experimental_local_results(result)[0].numpy() for result in results]
 
 
-def barrier(strategy) -> None:
-    """Every worker waits here until all have arrived (an all-reduce of one number).
+def share_chief_failure(strategy, failure: BaseException | None) -> None:
+    """A step every worker takes together, in which the chief tells the others whether it failed.
+
+    The chief raises its own `failure`; when the chief failed, every other worker raises ChiefFailed
+    with the chief's reason, instead of waiting for the chief at the next collective step."""
+    import numpy as np
+
+    reason = b"" if failure is None else f"{type(failure).__name__}: {failure}".encode()[:REASON_BYTES]
+    message = np.zeros(REASON_BYTES + 2)
+    message[:2] = failure is not None, len(reason)
+    message[2:2 + len(reason)] = np.frombuffer(reason, np.uint8)
+    (shared,) = _broadcast(strategy, [message])
+    if failure is not None:
+        raise failure
+    if shared[0]:
+        text = bytes(shared[2:2 + int(shared[1])].astype(np.uint8)).decode(errors="replace")
+        raise ChiefFailed(f"the chief (worker 0) failed: {text}")
+
+
+def barrier(strategy, failure: BaseException | None = None) -> None:
+    """Every worker waits here until all have arrived, and fails with the chief's reason if the chief
+    failed (`failure`, on the chief) before arriving.
 
     At the end of a run it keeps workers alive until the chief has written the model: SageMaker's
     LOCAL_CONTAINER mode (docker-compose --abort-on-container-exit) stops every container as soon as
     the first one exits, which would otherwise cut the chief's export short."""
-    _broadcast(strategy, [[0.0]])
+    share_chief_failure(strategy, failure)
     log.info("all %d workers finished", worker_count(strategy))
