@@ -80,7 +80,8 @@ def test_the_entry_point_accepts_the_hyperparameters_a_tuning_job_passes():
     study = study_from_dict(KERNEL_SPEC, "kernel.json")
     ranges = grid_ranges(study)
     run = plan_studies([study]).runs[-1]
-    passed = {**run.hyperparameters, "sagemaker_program": '"train.py"', "_tuning_objective_metric": "validation:accuracy",
+    passed = {**run.hyperparameters, "sagemaker_program": '"train.py"',
+              "_tuning_objective_metric": "validation:accuracy",
               "kernel_size": ranges["kernel_size"][-1], "seed": ranges["seed"][-1]}
     params, config = parse_hyperparameters(passed)
     assert config.to_hyperparameters()["kernel_size"] == "5" and params.seed == 1
