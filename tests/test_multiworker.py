@@ -265,3 +265,13 @@ def test_the_distributed_step_scales_the_loss_under_mixed_float16_as_keras_does(
     assert min(expected) > 1e-4
     for got, want, size in zip(ours.get_weights(), theirs.get_weights(), expected):
         assert np.abs(got - want).max() <= 0.05 * size, (moved, expected)
+
+
+def test_two_workers_train_under_mixed_float16(fashion_subset_dir, tmp_path):
+    """The loss-scaled step across two workers (the optimizer's overflow check made common to both)."""
+    results = run_job(tmp_path, fashion_subset_dir, timeout=400, precision="mixed_float16", epochs="1",
+                      export_onnx="false")
+    for _, code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    metrics = json.loads((tmp_path / "algo-1" / "model" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]

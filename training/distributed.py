@@ -102,9 +102,11 @@ def _finite_everywhere(context, gradients: list) -> list:
 def _step_functions(strategy, model):
     """tf.functions for one training step and one evaluation step over all replicas; each returns
     the global (loss sum, correct predictions, examples) of the batch."""
+    import keras
     import tensorflow as tf
 
     loss_fn, optimizer = model.loss, model.optimizer
+    scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # mixed_float16
     sum_ = tf.distribute.ReduceOp.SUM
 
     def counts(targets, outputs, losses):
@@ -124,7 +126,9 @@ def _step_functions(strategy, model):
             # Under mixed_float16 Keras' optimizer is a LossScaleOptimizer: it divides the gradients
             # by the loss scale it multiplies in here, as model.fit's train step does.
             scaled = optimizer.scale_loss(loss)
-        gradients = _finite_everywhere(context, tape.gradient(scaled, model.trainable_variables))
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        if scales_loss:
+            gradients = _finite_everywhere(context, gradients)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return counts(targets, outputs, losses)
 
