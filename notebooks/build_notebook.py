@@ -11,6 +11,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_cells import STUDY_CELLS  # noqa: E402
+
 NOTEBOOK = Path(__file__).resolve().parent / "convlab_sagemaker.ipynb"
 
 CELLS = [
@@ -227,8 +230,9 @@ for ax, i in zip(axes, picks):
 fig.savefig(WORK / "predictions.png", bbox_inches="tight")
 plt.close(fig)
 display(Image(filename=str(WORK / "predictions.png")))"""),
+    *STUDY_CELLS,
     ("md", """\
-## 7. Clean up
+## 8. Clean up
 
 Deletes what the deploy created that costs money or names: endpoint, endpoint config, transform
 job record, model. Training jobs cannot be deleted; their artifacts stay under the output path."""),

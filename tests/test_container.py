@@ -369,3 +369,56 @@ def test_a_build_without_network_says_what_to_do(serve_image):
     assert result.returncode != 0
     assert "needs a package index" in result.stdout + result.stderr and "scripts/docker_base.sh" in result.stderr \
         + result.stdout
+
+
+# -- the study as SageMaker training jobs in local containers ----------------------------------------
+def test_a_micro_study_runs_as_local_container_jobs_and_convlab_report_builds_from_their_records(
+        convlab_image, fashion_subset_dir, tmp_path):
+    """2 settings x 2 seeds, 1 epoch on 1,350 of 1,500 images: four LOCAL_CONTAINER jobs of convlab's image, each
+    record read from the job's own model.tar.gz, then `convlab report` on the runs folder."""
+    import tarfile
+
+    from tests.fixtures_experiments import BASELINE_SPEC
+    from training.experiments import study_from_dict
+    from training.experiments.container_runner import LocalContainerSettings, run_local_container
+    from training.experiments.records import load_records
+
+    # Batch norm off, as in `make demo` (in so few steps its running statistics do not settle), and
+    # batches of 16, so the one epoch is 85 steps.
+    spec = dict(BASELINE_SPEC, base_overrides={**BASELINE_SPEC["base_overrides"], "batch_norm": "false",
+                                               "batch_size": 16})
+    study = study_from_dict(spec, "baseline.json")
+    runs = tmp_path / "runs"
+    started = time.perf_counter()
+    summary = run_local_container([study], {"train": str(fashion_subset_dir)}, runs,
+                                  LocalContainerSettings(training_image=convlab_image))
+    seconds = time.perf_counter() - started
+    print(f"\nmicro-study, 4 LOCAL_CONTAINER jobs one after another: {seconds:.1f} s")
+    assert summary["planned"] == 4 and len(summary["trained"]) == 4
+    records = load_records(runs)
+    assert len(records) == 4
+    for rid in records:  # each job's compose project is named after its folder, runs/containers/<run id>
+        left = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={rid}"], timeout=60)
+        assert left.stdout.strip() == "", f"job {rid} left containers behind"
+    for rid, record in records.items():
+        archive = Path(record["model_artifact"].removeprefix("file://"))
+        with tarfile.open(archive, "r:gz") as tar:
+            inside = json.load(tar.extractfile("metrics.json"))
+            assert {"1/saved_model.pb", "model.keras", "labels.json"} <= set(tar.getnames())
+        assert record["backend"] == "local_container" and record["test_accuracy"] == inside["test_accuracy"]
+        assert inside["data_source"]["train"].startswith("/opt/ml/input/data/train"), "not trained in a container"
+        assert record["epochs_completed"] == 1 and record["num_train"] == inside["num_train"] < 1500
+        assert record["test_accuracy"] > 0.4, (rid, record["test_accuracy"])  # well above chance (0.1)
+        print(f"{rid}: test accuracy {record['test_accuracy']:.3f}")
+    by_model = {}
+    for record in records.values():
+        by_model.setdefault(record["hyperparameters"]["model"], []).append(record["test_accuracy"])
+    assert sorted(by_model) == ["cnn", "mlp"] and all(len(set(v)) == 2 for v in by_model.values())
+
+    result = run(["python", "-m", "convlab", "report", "--runs", str(runs), "--out", str(tmp_path / "reports"),
+                  "--name", "micro"], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tmp_path / "reports" / "micro" / "README.md").read_text()
+    for rid in records:
+        assert rid in page
+    assert "MLP" in page and "CNN" in page

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,8 +35,9 @@ def host_root(base, host: str, channel, hosts=HOSTS, **hyperparameters):
     return root
 
 
-def run_job(base, channel, **hyperparameters):
-    """Run both hosts as processes on free 127.0.0.1 ports; [(root, returncode, stdout, stderr)], seconds."""
+def run_job(base, channel, timeout: float = 240, **hyperparameters):
+    """Run both hosts as processes on free 127.0.0.1 ports; [(root, returncode, stdout, stderr)]. A host
+    still running after `timeout` seconds is killed and reported with returncode None."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(len(HOSTS))]
     started, runs = time.perf_counter(), []
     for index, host in enumerate(HOSTS):
@@ -45,10 +47,17 @@ def run_job(base, channel, **hyperparameters):
         runs.append((root, subprocess.Popen([sys.executable, "-m", "training.train"], env=env, text=True,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
     results = []
+    deadline = time.monotonic() + timeout
     for root, process in runs:
-        stdout, stderr = process.communicate(timeout=240)
-        results.append((root, process.returncode, stdout, stderr))
-        log.info("%s finished with code %d after %.1f s", root.name, process.returncode,
+        try:
+            stdout, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 1))
+            code = process.returncode
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            code = None
+        results.append((root, code, stdout, stderr))
+        log.info("%s finished with code %s after %.1f s", root.name, code,
                  time.perf_counter() - started)
     return results
 
@@ -105,6 +114,33 @@ def test_two_workers_resume_from_the_chiefs_checkpoint(two_worker_job, fashion_s
     assert metrics["test_accuracy"] > 0.6
 
 
+def test_a_chief_that_cannot_resume_fails_every_worker_with_its_reason(two_worker_job, fashion_subset_dir):
+    """The chief's checkpoint was written with other hyperparameters: the chief refuses it in load(),
+    and the worker, waiting for the chief's model, fails with the chief's reason instead of waiting."""
+    base, _ = two_worker_job
+    results = run_job(base, fashion_subset_dir, timeout=150, filters="16")
+    (chief, chief_code, _, chief_err), (worker, worker_code, _, worker_err) = results
+    assert chief_code == 1 and worker_code == 1, (chief_code, worker_code, worker_err[-2000:])
+    reason = (chief / "output" / "failure").read_text()
+    assert "ConfigError" in reason and "filters" in reason
+    failure = (worker / "output" / "failure").read_text()
+    assert failure.startswith("ChiefFailed: the chief (worker 0) failed: ConfigError: ") and "filters" in failure
+    assert "Traceback" not in failure
+
+
+def test_a_chief_that_cannot_write_the_model_fails_every_worker_with_its_reason(fashion_subset_dir, tmp_path):
+    chief = host_root(tmp_path, "algo-1", fashion_subset_dir)
+    (chief / "model").write_text("a file where the model folder should be\n")
+    results = run_job(tmp_path, fashion_subset_dir, timeout=200, epochs="1", export_onnx="false")
+    (_, chief_code, chief_out, chief_err), (worker, worker_code, _, _) = results
+    assert chief_code == 1 and worker_code == 1, (chief_code, worker_code, chief_err[-2000:])
+    assert "convlab-metrics epoch=1 " in chief_out  # it trained, then failed while writing the model
+    reason = (chief / "output" / "failure").read_text()
+    assert "FileExistsError" in reason, reason[-2000:]
+    failure = (worker / "output" / "failure").read_text()
+    assert failure.startswith("ChiefFailed: the chief (worker 0) failed: FileExistsError: "), failure
+
+
 def test_tf_config_in_the_environment_must_match_the_hosts(monkeypatch):
     from training.distributed import cluster_config
 
@@ -144,3 +180,98 @@ def test_nothing_before_the_strategy_runs_a_tensorflow_op(opt_ml_two_hosts):
 @pytest.fixture
 def opt_ml_two_hosts(fashion_subset_dir, tmp_path):
     return host_root(tmp_path, "algo-2", fashion_subset_dir)
+
+
+# -- the start of a run on every worker: the chief's model and counters, whatever the replicas ---------
+def run_probe(devices: int, hosts: list[str] | None = None, timeout: float = 180) -> list[dict]:
+    """tests/multiworker_probe.py on one machine (hosts None) or as one process per host on 127.0.0.1."""
+    env = program_env(None)
+    if not hosts:
+        result = subprocess.run([sys.executable, "-m", "tests.multiworker_probe", str(devices)], env=env,
+                                capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [json.loads(result.stdout.splitlines()[-1])]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(len(hosts))]
+    processes = []
+    for index, host in enumerate(hosts):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.multiworker_probe", str(devices), host], text=True,
+            env=dict(env, TF_CONFIG=json.dumps(tf_config), SM_HOSTS=json.dumps(hosts)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [process.communicate(timeout=timeout) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    return [json.loads(stdout.splitlines()[-1]) for stdout, _ in outputs]
+
+
+def test_every_worker_starts_from_the_chiefs_model_whatever_its_number_of_local_devices():
+    chief_state = {"epoch": 3, "best_epoch": 2, "best_val_accuracy": 0.5}
+    # Two workers, the CPU of each split into two logical devices.
+    across = run_probe(2, HOSTS)
+    for outcome in across:
+        assert outcome["multi_worker"] is True
+        assert outcome["weights"] == [0.25] and outcome["state"] == chief_state, outcome
+    # One machine whose strategy has a replica on each of two devices: every copy holds the values once.
+    (alone,) = run_probe(2)
+    assert alone["replicas"] == 2 and alone["multi_worker"] is False
+    assert alone["weights"] == [0.25] and alone["state"] == chief_state, alone
+
+
+def test_the_worker_count_comes_from_the_strategys_public_cluster_resolver():
+    import training.distributed as distributed
+
+    assert "_num_workers" not in Path(distributed.__file__).read_text()
+    # The default strategy has no cluster resolver: one worker.
+    import tensorflow as tf
+
+    assert distributed.worker_count(tf.distribute.get_strategy()) == 1
+
+
+def test_the_distributed_step_scales_the_loss_under_mixed_float16_as_keras_does(fashion_test_images):
+    """One step of the loop used across workers and one step of Keras' own train_on_batch, from the
+    same weights on the same 64 real images, under mixed_float16: the same update. (Keras' optimizer
+    divides the gradients by its loss scale, so a step that never multiplied the loss by it moves the
+    weights 32,768 times too little.)"""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training.distributed import fit_distributed
+    from training.precision import precision_policy
+
+    images, labels = fashion_test_images
+    x, y = images[:64].astype("float32") / 255.0, labels[:64].astype("int32")
+
+    def build():
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(10, dtype="float32")])
+        model.compile(optimizer=keras.optimizers.SGD(0.05),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    with precision_policy("mixed_float16"):
+        keras.utils.set_random_seed(1)
+        ours, theirs = build(), build()
+        theirs.set_weights(ours.get_weights())
+        start = [w.copy() for w in ours.get_weights()]
+        assert type(ours.optimizer).__name__ == "LossScaleOptimizer"
+        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+        fit_distributed(tf.distribute.get_strategy(), ours, batches.repeat(), batches, epochs=1, initial_epoch=0,
+                        steps_per_epoch=1, callbacks=[])
+        theirs.train_on_batch(x, y)
+    moved = [np.abs(a - s).max() for a, s in zip(ours.get_weights(), start)]
+    expected = [np.abs(b - s).max() for b, s in zip(theirs.get_weights(), start)]
+    assert min(expected) > 1e-4
+    for got, want, size in zip(ours.get_weights(), theirs.get_weights(), expected):
+        assert np.abs(got - want).max() <= 0.05 * size, (moved, expected)
+
+
+def test_two_workers_train_under_mixed_float16(fashion_subset_dir, tmp_path):
+    """The loss-scaled step across two workers (the optimizer's overflow check made common to both)."""
+    results = run_job(tmp_path, fashion_subset_dir, timeout=400, precision="mixed_float16", epochs="1",
+                      export_onnx="false")
+    for _, code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    metrics = json.loads((tmp_path / "algo-1" / "model" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]

@@ -18,7 +18,12 @@ import boto3
 import nbformat
 from nbclient import NotebookClient
 
+from training.experiments.records import load_records
+from training.experiments.runner import plan_studies
+
+from .fixtures_experiments import BASELINE_SPEC, KERNEL_SPEC
 from .fixtures_sdk import TEST_BUCKET
+from .study_jobs_harness import STARTUP
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK = NOTEBOOKS / "convlab_sagemaker.ipynb"
@@ -44,14 +49,22 @@ def test_notebook_matches_its_generator():
 
 
 def test_notebook_runs_end_to_end_and_reports_a_transform_job_without_outputs(aws, deny_operations, kernel_environ,
-                                                                    model_archive, tmp_path):
+                                                                    model_archive, study_runs, tmp_path):
     deny_operations("CreateEndpointConfig")
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=TEST_BUCKET)
     s3.upload_file(str(model_archive), TEST_BUCKET, "models/cnn/model.tar.gz")
     work = tmp_path / "work"
+    # The study section: the tiny studies of tests/fixtures_experiments.py; each of its jobs gets the
+    # archive a real local run of the same (config, seed) wrote (moto's jobs write none).
+    local_runs, _, studies, _, _ = study_runs
+    specs = tmp_path / "studies.json"
+    specs.write_text(json.dumps([BASELINE_SPEC, KERNEL_SPEC]))
+    startup = Path(kernel_environ["IPYTHONDIR"]) / "profile_default" / "startup"
+    (startup / "01-study-jobs.py").write_text(STARTUP)
     env = {**kernel_environ, "CONVLAB_MODEL_URI": f"s3://{TEST_BUCKET}/models/cnn/model.tar.gz",
-           "CONVLAB_WORK_DIR": str(work)}
+           "CONVLAB_WORK_DIR": str(work), "CONVLAB_STUDY_SPECS": str(specs),
+           "CONVLAB_TEST_STUDY_RUNS": str(local_runs), "CONVLAB_POLL_SECONDS": "0"}
 
     before = sorted(NOTEBOOKS.rglob("*"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
@@ -84,10 +97,27 @@ def test_notebook_runs_end_to_end_and_reports_a_transform_job_without_outputs(aw
     assert "explicit deny" in refusal["message"]
     assert "why not endpoint: CreateEndpointConfig" in outputs
 
-    # What the notebook did in the account: two training jobs, one transform job, inputs in S3.
+    # The study: one training job per (config, seed), records read from each job's archive, the report.
+    planned = plan_studies(studies).runs
+    records = load_records(work / "study")
+    assert sorted(records) == sorted(run.run_id for run in planned)
+    assert f"{len(planned)} runs: {len(planned)} trained as SageMaker jobs" in outputs
     sm = boto3.client("sagemaker")
+    for rid, record in records.items():
+        assert record["backend"] == "sagemaker"
+        described = sm.describe_training_job(TrainingJobName=record["job_name"])
+        assert record["model_artifact"] == described["ModelArtifacts"]["S3ModelArtifacts"]
+        assert record["test_accuracy"] == load_records(local_runs)[rid]["test_accuracy"]
+    report = (work / "reports" / "sagemaker-study" / "README.md").read_text()
+    assert all(rid in report for rid in records) and "Kernel size" in report
+    assert "kernel_size):" in outputs and "over 2 jobs" in outputs
+
+    # What the notebook did in the account: two training jobs, then the study's, one transform job, inputs in S3.
+    summaries = sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+    assert len(summaries) == 2 + len(planned)
+    study_jobs = {record["job_name"] for record in records.values()}
     jobs = {j["TrainingJobName"]: sm.describe_training_job(TrainingJobName=j["TrainingJobName"])
-            for j in sm.list_training_jobs()["TrainingJobSummaries"]}
+            for j in summaries if j["TrainingJobName"] not in study_jobs}
     assert sorted(d["HyperParameters"]["model"] for d in jobs.values()) == ["cnn", "mlp"]
     for described in jobs.values():
         channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in described["InputDataConfig"]}

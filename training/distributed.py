@@ -16,6 +16,12 @@ from .environment import is_chief, tf_config
 
 log = logging.getLogger("convlab.train")
 
+REASON_BYTES = 2048  # the longest failure reason the chief sends the other workers
+
+
+class ChiefFailed(RuntimeError):
+    """The chief failed at a step every worker waits for; the message carries the chief's reason."""
+
 
 def cluster_config(hosts: list[str], current_host: str) -> dict:
     """TF_CONFIG for this host: the one already in the environment (checked against the host list),
@@ -56,8 +62,18 @@ def make_strategy(hosts: list[str], current_host: str, num_gpus: int):
     return tf.distribute.get_strategy()
 
 
+def worker_count(strategy) -> int:
+    """Workers (hosts) training together: from the strategy's cluster resolver, which single-machine
+    strategies do not have."""
+    resolver = strategy.cluster_resolver
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs) or 1
+
+
 def is_multi_worker(strategy) -> bool:
-    return getattr(strategy.extended, "_num_workers", 1) > 1
+    return worker_count(strategy) > 1
 
 
 def _labels(targets):
@@ -66,12 +82,31 @@ def _labels(targets):
     return targets if targets.shape.rank == 1 else tf.argmax(targets, axis=-1, output_type=tf.int32)
 
 
+def _finite_everywhere(context, gradients: list) -> list:
+    """The gradients, made all non-finite on every replica when any replica's are not.
+
+    A LossScaleOptimizer skips a step whose gradients overflowed, judging each replica's own
+    gradients; without this, one worker would skip the step while the others wait for it in the
+    gradient all-reduce."""
+    import tensorflow as tf
+
+    present = [g for g in gradients if g is not None]
+    if not present:
+        return gradients
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in present])
+    overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(overflowed > 0, float("nan"), 0.0)
+    return [None if g is None else g + tf.cast(poison, g.dtype) for g in gradients]
+
+
 def _step_functions(strategy, model):
     """tf.functions for one training step and one evaluation step over all replicas; each returns
     the global (loss sum, correct predictions, examples) of the batch."""
+    import keras
     import tensorflow as tf
 
     loss_fn, optimizer = model.loss, model.optimizer
+    scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # mixed_float16
     sum_ = tf.distribute.ReduceOp.SUM
 
     def counts(targets, outputs, losses):
@@ -88,7 +123,12 @@ def _step_functions(strategy, model):
             loss = tf.reduce_sum(losses) / tf.maximum(global_size, 1.0)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        gradients = tape.gradient(loss, model.trainable_variables)
+            # Under mixed_float16 Keras' optimizer is a LossScaleOptimizer: it divides the gradients
+            # by the loss scale it multiplies in here, as model.fit's train step does.
+            scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        if scales_loss:
+            gradients = _finite_everywhere(context, gradients)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return counts(targets, outputs, losses)
 
@@ -159,12 +199,18 @@ def start_across_workers(strategy, chief: bool, build, load, fresh_state: dict):
     with strategy.scope():
         model = build()
         model.optimizer.build(model.trainable_variables)
-    state, best = fresh_state, None
-    resumed = load() if chief else None
-    if resumed:
-        loaded, state, best = resumed
-        _copy_variables(loaded.variables + loaded.optimizer.variables, model.variables + model.optimizer.variables)
-    counters = _broadcast(strategy, chief, [[state["epoch"], state["best_epoch"], state["best_val_accuracy"]]]
+    state, best, failure = fresh_state, None, None
+    if chief:
+        try:
+            resumed = load()
+            if resumed:
+                loaded, state, best = resumed
+                _copy_variables(loaded.variables + loaded.optimizer.variables,
+                                model.variables + model.optimizer.variables)
+        except Exception as exc:  # every worker waits for the chief's model: tell them why there is none
+            failure = exc
+    share_chief_failure(strategy, failure)
+    counters = _broadcast(strategy, [[state["epoch"], state["best_epoch"], state["best_val_accuracy"]]]
                           + [v.numpy() for v in model.variables + model.optimizer.variables])
     for variable, value in zip(model.variables + model.optimizer.variables, counters[1:]):
         variable.assign(value.astype(variable.dtype))
@@ -183,31 +229,53 @@ def _copy_variables(sources: list, targets: list) -> None:
         target.assign(source.numpy())
 
 
-def _broadcast(strategy, chief: bool, values: list) -> list:
-    """The chief's values on every worker (a sum in which the other workers add zeros)."""
+def _broadcast(strategy, values: list) -> list:
+    """The chief's values on every worker.
+
+    A sum over all replicas to which only replica 0 of the sync group adds (the first local replica of
+    the chief, worker 0); every other replica adds zeros, so the result is the same whatever the
+    number of replicas on each worker."""
     import numpy as np
     import tensorflow as tf
 
-    scale = 1.0 if chief else 0.0
-    tensors = [tf.constant(np.asarray(value, np.float64) * scale) for value in values]
+    tensors = [tf.constant(np.asarray(value, np.float64)) for value in values]
 
     @tf.function
     def exchange():
         context = tf.distribute.get_replica_context()
-        return [context.all_reduce(tf.distribute.ReduceOp.SUM, tensor) for tensor in tensors]
+        first = tf.equal(context.replica_id_in_sync_group, 0)
+        return [context.all_reduce(tf.distribute.ReduceOp.SUM, tf.where(first, tensor, tf.zeros_like(tensor)))
+                for tensor in tensors]
 
     results = strategy.run(exchange)
     return [strategy.experimental_local_results(result)[0].numpy() for result in results]
 
 
-def barrier(strategy) -> None:
-    """Every worker waits here until all have arrived (an all-reduce of one number).
+def share_chief_failure(strategy, failure: BaseException | None) -> None:
+    """A step every worker takes together, in which the chief tells the others whether it failed.
+
+    The chief raises its own `failure`; when the chief failed, every other worker raises ChiefFailed
+    with the chief's reason, instead of waiting for the chief at the next collective step."""
+    import numpy as np
+
+    reason = b"" if failure is None else f"{type(failure).__name__}: {failure}".encode()[:REASON_BYTES]
+    message = np.zeros(REASON_BYTES + 2)
+    message[:2] = failure is not None, len(reason)
+    message[2:2 + len(reason)] = np.frombuffer(reason, np.uint8)
+    (shared,) = _broadcast(strategy, [message])
+    if failure is not None:
+        raise failure
+    if shared[0]:
+        text = bytes(shared[2:2 + int(shared[1])].astype(np.uint8)).decode(errors="replace")
+        raise ChiefFailed(f"the chief (worker 0) failed: {text}")
+
+
+def barrier(strategy, failure: BaseException | None = None) -> None:
+    """Every worker waits here until all have arrived, and fails with the chief's reason if the chief
+    failed (`failure`, on the chief) before arriving.
 
     At the end of a run it keeps workers alive until the chief has written the model: SageMaker's
     LOCAL_CONTAINER mode (docker-compose --abort-on-container-exit) stops every container as soon as
     the first one exits, which would otherwise cut the chief's export short."""
-    import tensorflow as tf
-
-    one = tf.function(lambda: tf.constant(1.0))
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(one), axis=None)
-    log.info("all %d workers finished", int(total.numpy()))
+    share_chief_failure(strategy, failure)
+    log.info("all %d workers finished", worker_count(strategy))

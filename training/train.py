@@ -50,7 +50,7 @@ log = logging.getLogger("convlab.train")
 metrics_log = logging.getLogger("convlab.metrics")
 
 # The errors a user causes: reported in one line, without a traceback.
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, ValueError, distributed.ChiefFailed)
 
 
 def _subset(images: np.ndarray, labels: np.ndarray, limit: int, seed: int):
@@ -177,12 +177,18 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     metrics["training_seconds"] = time.perf_counter() - started
     metrics_log.info(metric_line(final="test", test_loss=metrics["test_loss"], test_accuracy=metrics["test_accuracy"],
                                  val_accuracy=val_accuracy, params=summary["total_params"]))
+    failure = None
     if chief:
-        write_artifacts(model, config, params, metrics, summary, Path(model_dir))
+        try:
+            write_artifacts(model, config, params, metrics, summary, Path(model_dir))
+        except Exception as exc:  # the other workers wait for the model: the barrier tells them why
+            if not multi_worker:
+                raise
+            failure = exc
     else:
         log.info("not the chief (%s of %s): no model written", current_host, sorted(hosts))
     if multi_worker:
-        distributed.barrier(strategy)
+        distributed.barrier(strategy, failure)
     if output_dir and chief:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))

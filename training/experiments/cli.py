@@ -37,11 +37,19 @@ def parse_args(argv: list[str] | None = None, prog: str = "run_study") -> argpar
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     cloud = parser.add_argument_group("SageMaker (one training job per configuration and seed)")
     cloud.add_argument("--sagemaker", action="store_true", help="launch SageMaker training jobs in parallel")
+    cloud.add_argument("--local-container", action="store_true",
+                       help="run each job here, one after another, in a container of --image (default "
+                            "convlab:latest): SDK ModelTrainer LOCAL_CONTAINER mode, local channel folders "
+                            "(needs Docker)")
+    cloud.add_argument("--tune", action="store_true",
+                       help="with --sagemaker: one hyperparameter tuning job per study instead, Grid search over "
+                            "its factor and seeds, objective validation:accuracy")
     cloud.add_argument("--role", help="execution role ARN for the jobs")
     cloud.add_argument("--image", help="training image URI (e.g. AWS's TensorFlow 2.x CPU training image)")
     cloud.add_argument("--instance-type", default="ml.m5.xlarge")
     cloud.add_argument("--output-path", help="s3://bucket/prefix for the jobs' model artifacts")
-    cloud.add_argument("--max-parallel", type=int, default=8, help="jobs running at once (default 8)")
+    cloud.add_argument("--max-parallel", type=int,
+                       help="SageMaker jobs running at once (default 8; local containers run one at a time)")
     cloud.add_argument("--region")
     return parser.parse_args(argv)
 
@@ -89,6 +97,31 @@ def list_studies() -> None:
               f"  ({len(study.seeds)} seeds)")
 
 
+def run_jobs(args: argparse.Namespace, studies: list, channels: dict) -> dict | None:
+    """The studies as training jobs: in local containers, on SageMaker, or as tuning jobs (None: launched)."""
+    from .spec import StudyError
+
+    if args.local_container:
+        from .container_runner import LocalContainerSettings, run_local_container
+
+        return run_local_container(studies, channels, args.runs,
+                                   LocalContainerSettings(training_image=args.image or "convlab:latest"))
+    from .sagemaker_runner import SageMakerSettings, run_sagemaker
+
+    if not args.role or not args.image:
+        raise StudyError("--sagemaker needs --role (execution role ARN) and --image (training image URI)")
+    settings = SageMakerSettings(role=args.role, training_image=args.image, instance_type=args.instance_type,
+                                 output_path=args.output_path, max_parallel=args.max_parallel or 8,
+                                 region=args.region)
+    if args.tune:
+        from .tuning import launch_tuning
+
+        for study in studies:
+            print(f"{study.name}: tuning job {launch_tuning(study, channels, settings)}")
+        return None
+    return run_sagemaker(studies, channels, args.runs, settings)
+
+
 def convlab_main(argv: list[str] | None = None) -> int:
     return main(argv, prog="convlab study")
 
@@ -116,15 +149,10 @@ def main(argv: list[str] | None = None, prog: str = "run_study") -> int:
             raise StudyError("no --train channel given and Fashion-MNIST is not installed "
                              "(scripts/get_fashion_mnist.sh installs it)")
         channels = {"train": train, **({"test": args.test} if args.test else {})}
-        if args.sagemaker:
-            from .sagemaker_runner import SageMakerSettings, run_sagemaker
-
-            if not args.role or not args.image:
-                raise StudyError("--sagemaker needs --role (execution role ARN) and --image (training image URI)")
-            settings = SageMakerSettings(role=args.role, training_image=args.image, instance_type=args.instance_type,
-                                         output_path=args.output_path, max_parallel=args.max_parallel,
-                                         region=args.region)
-            summary = run_sagemaker(studies, channels, args.runs, settings)
+        if args.local_container or args.sagemaker:
+            summary = run_jobs(args, studies, channels)
+            if summary is None:
+                return 0
         else:
             summary = run_local(studies, channels, args.runs, progress=not args.no_progress, workers=args.workers)
     except (StudyError, StudyRunError, RecordError, DataError) as exc:
