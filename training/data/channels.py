@@ -102,6 +102,18 @@ def _source(root: Path, files: list[Path]) -> str:
     return f"{root} [{', '.join(names)}]" if names else str(root)
 
 
+def _followed(path: Path) -> Path:
+    """The channel where a link points: a linked folder, or a folder holding only a link to one file
+    (as local mode lays out a single-file channel), so messages name the user's own files."""
+    if path.is_symlink():
+        return path.resolve()
+    if path.is_dir():
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        if len(entries) == 1 and entries[0].is_symlink() and entries[0].is_file():
+            return entries[0].resolve()
+    return path
+
+
 def read_channel(path, split: str = "train", image_size: tuple[int, int] | None = None,
                  mode: str | None = None, resize_arrays: bool = True) -> ImageSet:
     """Read one split of a channel directory (or a single data file) whatever its format.
@@ -112,7 +124,7 @@ def read_channel(path, split: str = "train", image_size: tuple[int, int] | None 
     channel that is a link (local mode links the user's folder) is read, and named, where it points.
     """
     _check_split(split)
-    path = Path(path).resolve() if Path(path).is_symlink() else path
+    path = _followed(Path(path))
     layout = detect(path)
     if split not in layout.splits:
         if layout.single_file and len(layout.splits) == 1:
