@@ -172,7 +172,8 @@ def test_a_run_at_chance_warns_and_says_what_to_try(fashion_mnist, tmp_path):
 
 
 def test_the_report_does_not_rank_settings_that_are_all_at_chance(tmp_path):
-    from report.analysis import conclusions, load_study_documents, summarize
+    from report.analysis import load_study_documents, summarize
+    from report.verdicts import conclusions
     from training.experiments.records import load_records
 
     from .synthetic_runs import diagonal_confusion, study, write_runs
