@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 
 demo: install data
 	$(PY) -m convlab demo
+	@echo 'next, in each new shell: . $(VENV)/bin/activate   (puts convlab and python on PATH)'
 
 test: install machine data
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ import sys
 # command -> (module, function, help)
 COMMANDS = {
     "train": ("convlab.train_cli", "main", "train a model locally (emulated /opt/ml) or as the container does"),
+    "runs": ("convlab.runs", "main", "list the runs `convlab train --local` kept, with their test accuracy"),
     "opt-ml": ("convlab.opt_ml", "main", "lay out a SageMaker /opt/ml tree for a training container"),
     "stage-source": ("convlab.train_cli", "stage_main", "write the source dir SageMaker's TF container runs"),
     "serve": ("inference.server", "convlab_main", "serve a model_dir over the SageMaker HTTP contract (local mode)"),

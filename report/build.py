@@ -132,12 +132,13 @@ def _read_runs(runs: Path, data: str | None) -> tuple[dict, list, list[dict], di
     return channels, studies, records, memberships
 
 
-def _data_section(document: Document, channels: dict, folder: Path) -> None:
+def _data_section(document: Document, channels: dict, folder: Path, records: list[dict]) -> None:
     try:
         from training.data import load_channels
 
         train, test = load_channels(channels)
-        document.add(*sections.data_section(train, test if test is not None else train, folder))
+        tested = sorted({int(r["num_test"]) for r in records})
+        document.add(*sections.data_section(train, test, folder, tested))
     except (OSError, ValueError) as exc:
         log.warning("no data section: %s", exc)
         document.add(Heading("Data"), Paragraph(f"The data could not be read for the EDA figures ({exc}); pass "
@@ -197,7 +198,7 @@ def build_report(runs: str | Path, name: str, out: str | Path = "reports", data:
     document.add(*overview(name, studies, records))
     if budgets:
         document.add(*budgets_section(budgets))
-    _data_section(document, channels, folder)
+    _data_section(document, channels, folder, records)
     _study_sections(document, studies, records, runs, folder)
     _model_sections(document, studies, records, runs, channels, folder, redraw_model_figures)
     document.add(*method(records), records_table(records, memberships))

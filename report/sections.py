@@ -18,9 +18,22 @@ FASHION_MNIST_TEXT = (
     "differ in texture and detail.")
 
 
-def data_section(train, test, folder: Path) -> list:
+def _test_count(stats: dict, held_out: bool, tested: list[int] | None) -> str:
+    """How many test images the runs were scored on, as the records say."""
+    counts = "/".join(f"{n:,}" for n in tested or [])
+    if held_out:
+        return (f"{stats['num_train']:,} images with no test split of their own (each run held out "
+                f"{counts or 'a stratified share'} of them as its test set)")
+    scored = f", of which the runs scored {counts}" if tested and tested != [stats["num_test"]] else ""
+    return f"{stats['num_train']:,} training and {stats['num_test']:,} test images{scored}"
+
+
+def data_section(train, test, folder: Path, tested: list[int] | None = None) -> list:
+    """The data set as read, and (`tested`) the test counts the records were scored on."""
     from training.data import FASHION_MNIST_CLASSES
 
+    held_out = test is None
+    test = train if held_out else test
     classes = list(train.classes)
     stats = eda.dataset_stats(train.images, train.labels, test.images, test.labels, classes)
     height, width, channels = stats["image_shape"]
@@ -31,7 +44,7 @@ def data_section(train, test, folder: Path) -> list:
                if stats["balanced"] else
                f"Class sizes range from {min(stats['train_counts']):,} to {max(stats['train_counts']):,} (train)")
     blocks.append(Paragraph(
-        f"This data set: {stats['num_train']:,} training and {stats['num_test']:,} test images of "
+        f"This data set: {_test_count(stats, held_out, tested)} of "
         f"{height}x{width}x{channels} pixels in {stats['num_classes']} classes. {balance}. Pixel values are "
         f"0-255 with mean {stats['pixel_mean']:.1f} and standard deviation {stats['pixel_std']:.1f}; "
         f"{100 * stats['zero_fraction']:.1f} % of training pixels are exactly 0 (background). The brightest class "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
+from training.metrics import chance_accuracy, near_chance
+
 from .analysis import SettingSummary, StudySummary, pct_pm, ratio
 from .statistics import CONFIDENCE, Difference, difference, t_quantile
 
@@ -106,11 +108,21 @@ def tally(found: list[Comparison]) -> str:
     return line + "."
 
 
+def _at_chance(setting: SettingSummary) -> bool:
+    return all(near_chance(r["test_accuracy"], r["confusion_matrix"]) for r in setting.records)
+
+
 def conclusions(study: StudySummary) -> list[str]:
     """Statements the records support: the ranking, each pair's difference and interval, costs."""
     ran = [s for s in study.settings if s.n]
     if len(ran) < 2:
         return ["Fewer than two settings have records, so nothing can be compared yet."]
+    if all(_at_chance(s) for s in ran):
+        chance = chance_accuracy(ran[0].records[0]["confusion_matrix"])
+        means = ", ".join(f"{s.label} {pct_pm(s)} %" for s in ran)
+        return [f"Every setting is at or near chance ({100 * chance:.2f} %, what always answering the most common "
+                f"class scores): {means}. These runs learned too little to rank the settings; train longer "
+                "(more epochs), with a smaller batch, or on more data."]
     best = study.best()
     lines = [f"Highest mean test accuracy: **{best.label}** ({pct_pm(best)} %, n = {best.n} "
              f"seed{'s' if best.n != 1 else ''})."]

@@ -86,25 +86,28 @@ def test_a_misspelt_hyperparameter_suggests_the_name(tmp_path, fashion_subset_di
 
 def test_train_without_local_trains_locally_and_a_rerun_starts_fresh(tmp_path, fashion_subset_dir):
     """--train without --local is local mode (never /opt/ml); running the same command twice trains
-    twice; --resume continues from the checkpoint instead."""
-    command = ["-m", "convlab", "train", "--train", str(fashion_subset_dir), "--work-dir", str(tmp_path), *TINY]
+    twice, each run in its own folder; --resume continues the newest run from its checkpoint instead."""
+    command = ["-m", "convlab", "train", "--train", str(fashion_subset_dir), "--work-dir", str(tmp_path),
+               "--lr_schedule", "constant", *TINY]
     first = run(*command, env={"CONVLAB_OPT_ML": str(tmp_path / "not-this-one")})
     assert first.returncode == 0, first.stderr[-2000:]
     assert "training locally" in first.stderr and not (tmp_path / "not-this-one").exists()
-    metrics_path = tmp_path / "opt_ml" / "model" / "metrics.json"
-    assert json.loads(metrics_path.read_text())["epochs_completed"] == 1
-    assert (tmp_path / "opt_ml" / "checkpoints" / "ckpt-1" / "state.json").is_file()
+    first_run = (tmp_path / "latest").resolve()
+    assert json.loads((first_run / "model" / "metrics.json").read_text())["epochs_completed"] == 1
+    assert (first_run / "checkpoints" / "ckpt-1" / "state.json").is_file()
 
     again = run(*command)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "starting fresh: removed the previous checkpoint" in again.stderr
+    second_run = (tmp_path / "latest").resolve()
+    assert second_run != first_run and "(--resume continues the newest run)" in again.stderr
     assert "convlab-metrics epoch=1" in again.stdout  # the epoch was trained again, not skipped
 
     resumed = run(*command[:-len(TINY)], *TINY[:4], "--epochs", "2", *TINY[6:], "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "--resume: continuing from" in resumed.stderr
+    assert f"--resume: continuing run {second_run} from its checkpoint" in resumed.stderr
     assert "convlab-metrics epoch=2" in resumed.stdout and "convlab-metrics epoch=1 " not in resumed.stdout
-    assert json.loads(metrics_path.read_text())["epochs_completed"] == 2
+    assert (tmp_path / "latest").resolve() == second_run
+    assert json.loads((second_run / "model" / "metrics.json").read_text())["epochs_completed"] == 2
 
 
 def test_training_help_shows_types_defaults_and_allowed_values():
@@ -256,7 +259,7 @@ def test_a_channel_or_a_hyperparameter_names_the_classes(fashion_mnist, tmp_path
     given = ",".join(f"c{i}" for i in range(10))
     train, test = load_channels({"train": str(data)}, class_names=given)
     assert train.classes == test.classes == given.split(",")
-    refused = r"label 9 at index 0 is out of range; expected 0..2 \(3 classes named by the class_names"
+    refused = r"hyperparameter 'class_names': 3 names \(a, b, c\) for the 10 classes of .*expected 10 names"
     with pytest.raises(DataError, match=refused):
         load_channels({"train": str(data)}, class_names="a,b,c")
 
@@ -268,6 +271,6 @@ def test_labels_json_beside_the_data_names_the_trained_model(fashion_mnist, tmp_
     done = run("-m", "convlab", "train", "--local", "--train", str(data), "--work-dir", str(tmp_path / "w"), *TINY)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"class names of \S+ from \S+/labels\.json", done.stderr), done.stderr[-2000:]
-    model_dir = tmp_path / "w" / "opt_ml" / "model"
+    model_dir = tmp_path / "w" / "latest" / "model"
     assert json.loads((model_dir / "metrics.json").read_text())["classes"] == names
     assert json.loads((model_dir / "labels.json").read_text()) == names

@@ -5,13 +5,17 @@ Docker, minutes of training or a `make` target are skipped, each for the reason 
 rest run in a scratch folder, in README order, with three substitutions that keep them small:
 Fashion-MNIST's folder becomes a 6,000-image subset, `--epochs N` becomes `--epochs 1` and
 `convlab train` gets TINY hyperparameters. Servers (LONG_RUNNING) are started, checked and stopped.
-`convlab` and `python` resolve to this checkout and this interpreter.
+
+Each command runs as a shell user runs it: a fresh `bash -c` whose PATH holds no virtual environment,
+where only the README's own setup step (`. .venv/bin/activate`, ACTIVATE) is done first, with `.venv`
+the environment these tests run in. PYTHONPATH puts this checkout first, so `convlab` runs its code.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 COMMAND_START = re.compile(r"^(convlab\s|python\s|scripts/\S|make\s|docker\s|\./\S)")
 DATASET = "/usr/share/datasets/fashion-mnist"
+ACTIVATE = re.compile(r"^ {4}(\. \.venv/bin/activate)\b", re.MULTILINE)
 TINY = "--max_train_samples 600 --max_test_samples 200 --filters 8 --dense 32 --export_onnx false --verbose 0"
 
 # (pattern, reason): the first pattern found in a command skips it.
@@ -92,27 +97,59 @@ def test_the_readme_has_the_commands_a_newcomer_starts_with():
     assert all(skip_reason(c) for c in COMMANDS if c.startswith(("make ", "scripts/docker_")))
 
 
+def plain_path() -> str:
+    """PATH of a shell where no virtual environment was activated."""
+    venvs = {str(Path(sys.prefix) / "bin"), os.path.join(os.environ.get("VIRTUAL_ENV", "/nonexistent"), "bin")}
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p.rstrip("/") not in venvs)
+
+
+def setup_step() -> str:
+    """The README's one setup step after `make demo`, as it is written there."""
+    found = ACTIVATE.search(README.read_text())
+    assert found, "README.md no longer says how to put `convlab` on PATH (. .venv/bin/activate)"
+    return found.group(1)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, fashion_subset_dir) -> dict:
-    """A scratch folder to run in (the repo's scripts/, notebooks/ and bench/ linked in), and PATH
-    with `convlab` and `python` of this checkout first."""
+    """A scratch folder laid out like the checkout (scripts/, notebooks/, bench/, docs/ and .venv linked
+    in) and the environment of a plain shell: no venv on PATH, this checkout on PYTHONPATH."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the tests are not running in a virtual environment (make test creates .venv)")
     cwd = tmp_path_factory.mktemp("readme")
     for name in ("scripts", "notebooks", "bench", "docs"):
         (cwd / name).symlink_to(ROOT / name)
-    bin_dir = tmp_path_factory.mktemp("bin")
-    (bin_dir / "python").symlink_to(sys.executable)
-    (bin_dir / "convlab").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m convlab "$@"\n')
-    (bin_dir / "convlab").chmod(0o755)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    return {"cwd": cwd, "env": env, "dataset": fashion_subset_dir}
+    (cwd / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": plain_path(),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)})
+    return {"cwd": cwd, "env": env, "dataset": fashion_subset_dir, "setup": setup_step()}
+
+
+def in_shell(command: str, ws: dict) -> list[str]:
+    """bash -c with the README's setup step done first, as in a new terminal."""
+    return ["bash", "-c", f"{ws['setup']} && {command}"]
+
+
+def test_convlab_is_found_after_the_readme_step_and_only_then(workspace):
+    """The step is needed (a plain shell has no `convlab`) and enough (it finds the venv's)."""
+    if shutil.which("convlab", path=workspace["env"]["PATH"]):
+        pytest.skip("a `convlab` outside the virtual environment is on this machine's PATH")
+    plain = subprocess.run(["bash", "-c", "convlab --help"], cwd=workspace["cwd"], env=workspace["env"],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 127 and "convlab: command not found" in plain.stderr
+    done = subprocess.run(in_shell("command -v convlab python && convlab --help", workspace),
+                          cwd=workspace["cwd"], env=workspace["env"], capture_output=True, text=True, timeout=60)
+    found = done.stdout.split()
+    assert found[:2] == [str(Path(sys.prefix) / "bin" / "convlab"), str(Path(sys.prefix) / "bin" / "python")], done
+    assert "usage: convlab" in done.stdout + done.stderr
 
 
 def _serve_until_checked(command: str, kind: str, ws: dict) -> None:
     port = free_port()
     if kind == "http":
         command += f" --port {port}"
-    process = subprocess.Popen(["bash", "-c", "exec " + command], cwd=ws["cwd"], env=ws["env"],
+    process = subprocess.Popen(in_shell("exec " + command, ws), cwd=ws["cwd"], env=ws["env"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if kind == "http":
@@ -145,6 +182,6 @@ def test_readme_command(command, workspace):
     if kind:
         _serve_until_checked(command, kind, workspace)
         return
-    done = subprocess.run(["bash", "-c", command], cwd=workspace["cwd"], env=workspace["env"],
+    done = subprocess.run(in_shell(command, workspace), cwd=workspace["cwd"], env=workspace["env"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"

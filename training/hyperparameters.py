@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 from dataclasses import dataclass
 
 from .models.config import MODEL_TYPES, PADDINGS, POOLINGS, ConfigError, ModelConfig, parse_value
 from .precision import PRECISIONS
+
+log = logging.getLogger("convlab.train")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "plateau")
@@ -16,6 +19,15 @@ PLATEAU_EPOCHS = 2
 PLATEAU_FACTOR = 0.5
 PLATEAU_MIN_SCALE = 1 / 64
 AUGMENTATIONS = ("none", "light")
+# Without an explicit `epochs`, a run takes at least MIN_STEPS optimizer steps (more epochs on a small
+# data set, at most MAX_AUTO_EPOCHS), so 900 images at batch 128 do not stop after 30 steps at chance.
+MIN_STEPS = 500
+MAX_AUTO_EPOCHS = 100
+# Short names other tools use, and the hyperparameter each means here.
+ALIASES = {"lr": "learning_rate", "bs": "batch_size", "batch": "batch_size", "num_epochs": "epochs",
+           "n_epochs": "epochs", "kernel": "kernel_size", "num_filters": "filters", "layers": "depth",
+           "num_layers": "depth", "blocks": "depth", "wd": "weight_decay", "arch": "model",
+           "architecture": "model", "classes": "class_names", "size": "image_size"}
 # Hyperparameters SageMaker and its containers add to a job; they are accepted and ignored.
 # sagemaker_* (program, submit_directory, region, job_name, distribution flags, estimator class
 # for tuning), _tuning_* (a tuning job's `_tuning_objective_metric`), and sagemaker-training's
@@ -50,6 +62,8 @@ class TrainingParams:
     export_onnx: bool = True
     verbose: int = 2
     class_names: str = ""
+    image_size: str = ""
+    min_steps: int = MIN_STEPS
 
     KINDS = {
         "epochs": int, "batch_size": int, "learning_rate": float, "optimizer": str, "lr_schedule": str,
@@ -57,7 +71,10 @@ class TrainingParams:
         "test_fraction": float, "max_train_samples": int, "max_test_samples": int, "augment": str,
         "precision": str,
         "early_stopping_patience": int, "early_stopping_fraction": float, "export_onnx": bool, "verbose": int, "class_names": str,
+        "image_size": str, "min_steps": int,
     }
+    # Set by parse_hyperparameters: whether `epochs` was given, or is the default that min_steps may raise.
+    epochs_given = True
 
     def validate(self) -> "TrainingParams":
         if self.epochs < 1:
@@ -73,7 +90,9 @@ class TrainingParams:
         for name in ("validation_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ConfigError(f"hyperparameter '{name}': expected 0 < value < 1, got {getattr(self, name)}")
-        for name in ("max_train_samples", "max_test_samples", "early_stopping_patience", "weight_decay"):
+        parse_image_size(self.image_size)
+        for name in ("max_train_samples", "max_test_samples", "early_stopping_patience", "weight_decay",
+                     "min_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"hyperparameter '{name}': expected >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.early_stopping_fraction < 1.0:
@@ -127,8 +146,68 @@ DESCRIPTIONS = {
                                "0 <= value < 1 (0.2: the best epoch is never in the last 20 %)",
     "export_onnx": "also write model.onnx: true or false",
     "verbose": "Keras progress output: 0 none, 1 bar, 2 one line per epoch (-1: bar on a terminal)",
-    "class_names": "names of the classes in label order, comma-separated (default: from the data)",
+    "class_names": "names of the classes in label order, comma-separated, one per class (default: from the data)",
+    "image_size": "resize every image to this size: 64 or 64x48 (height x width; default: the data's most "
+                  "common size)",
+    "min_steps": f"when epochs is not given: train at least this many optimizer steps (more epochs on small "
+                 f"data, at most {MAX_AUTO_EPOCHS}; 0: the default epochs)",
 }
+
+
+def parse_image_size(text: str) -> tuple[int, int] | None:
+    """The image_size hyperparameter: "" (the data's most common size), "64" (64x64) or "64x48" (height x width)."""
+    text = str(text).strip().lower()
+    if not text:
+        return None
+    parts = text.split("x")
+    if len(parts) in (1, 2) and all(part.strip().isdigit() and int(part) >= 1 for part in parts):
+        height, width = int(parts[0]), int(parts[-1])
+        return height, width
+    raise ConfigError(f"hyperparameter 'image_size': expected a size such as 64 or 64x48 (height x width, "
+                      f"pixels >= 1), got {text!r}")
+
+
+def choose_epochs(params: "TrainingParams", steps_per_epoch: int, images: int) -> int:
+    """The epochs to run, set on params: `epochs` as given, else enough for min_steps optimizer steps (at
+    most MAX_AUTO_EPOCHS, never fewer than the default), so a small data set is not stopped at chance."""
+    if params.epochs_given or not params.min_steps:
+        return params.epochs
+    needed = -(-params.min_steps // max(1, steps_per_epoch))
+    epochs = max(params.epochs, min(MAX_AUTO_EPOCHS, needed))
+    if epochs != params.epochs:
+        log.info("%d training images at batch_size %d are %d steps per epoch: training %d epochs (at least "
+                 "min_steps=%d optimizer steps, as epochs was not given; --epochs sets them)",
+                 images, params.batch_size, steps_per_epoch, epochs, params.min_steps)
+        params.epochs = epochs
+    return epochs
+
+
+def suggest(name: str, accepted: list[str]) -> str | None:
+    """The accepted name a misspelt or foreign one most likely means: an alias (lr), the initials of a
+    name (bs: batch_size), a close spelling (epoch), or a name that starts with it (kernel)."""
+    key = name.lower().replace("-", "_")
+    if key in ALIASES:
+        return ALIASES[key]
+    initials = [a for a in accepted if "_" in a and "".join(part[0] for part in a.split("_")) == key]
+    if initials:
+        return initials[0]
+    close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    starts = [a for a in accepted if len(key) >= 3 and a.startswith(key)]
+    return starts[0] if len(starts) == 1 else None
+
+
+def unknown_error(unknown: dict) -> ConfigError:
+    """One error naming every unknown hyperparameter, each with the name it most likely means."""
+    accepted = accepted_names()
+    parts = []
+    for name, value in unknown.items():
+        close = suggest(str(name), accepted)
+        hint = f"; did you mean '{close}'?" if close else ""
+        parts.append(f"'{name}' (value {value!r}{hint})")
+    noun = "hyperparameter" if len(parts) == 1 else f"hyperparameters ({len(parts)})"
+    return ConfigError(f"unknown {noun} {', '.join(parts)}; accepted: {', '.join(accepted)}")
 
 
 def accepted_names() -> list[str]:
@@ -142,7 +221,8 @@ def _kind_name(kind) -> str:
 def describe_hyperparameters() -> str:
     """One line per hyperparameter: name, type, default, and what it does or the values allowed."""
     training_defaults, model_defaults = TrainingParams().to_dict(), ModelConfig().to_dict()
-    lines = []
+    lines = ["  (the entry point's defaults; `convlab train --local` takes the lab's training/studies/base.json "
+             "for what is not given: the base CNN with batch_norm, dropout 0.3 and a cosine schedule)"]
     for name in accepted_names():
         kind = TrainingParams.KINDS.get(name) or ModelConfig.FIELD_KINDS[name]
         default = training_defaults.get(name, model_defaults.get(name))
@@ -160,7 +240,7 @@ def parse_hyperparameters(raw: dict) -> tuple[TrainingParams, ModelConfig]:
 
     An unknown name is an error that lists the accepted names, so a typo never goes unnoticed.
     """
-    training, model = {}, {}
+    training, model, unknown = {}, {}, {}
     for name, value in raw.items():
         key = str(name).replace("-", "_")
         if is_reserved(key):
@@ -170,13 +250,13 @@ def parse_hyperparameters(raw: dict) -> tuple[TrainingParams, ModelConfig]:
         elif key in ModelConfig.FIELD_KINDS and key not in DATA_FIELDS:
             model[key] = value
         else:
-            accepted = accepted_names()
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(f"unknown hyperparameter '{name}' (value {value!r}); {hint}"
-                              f"accepted: {', '.join(accepted)}")
+            unknown[name] = value
+    if unknown:
+        raise unknown_error(unknown)
     params = TrainingParams(**training).validate()
+    params.epochs_given = "epochs" in training
     config = ModelConfig.from_dict(model)
     if "dense" not in model and config.model == "mlp":
         config.dense = (256, 128)
+    config.check_fields()  # a wrong value is refused before any data is read; the input size comes later
     return params, config

@@ -54,7 +54,12 @@ def prepare_opt_ml(work_dir: str | Path, channels: dict[str, str], hyperparamete
 
     Local channels are linked (not copied); s3:// channels are downloaded.
     """
-    root = Path(work_dir).resolve() / "opt_ml"
+    return prepare_tree(Path(work_dir).resolve() / "opt_ml", channels, hyperparameters)
+
+
+def prepare_tree(root: str | Path, channels: dict[str, str], hyperparameters: dict) -> Path:
+    """Lay out `root` as SageMaker lays out /opt/ml inside a training container, and return it."""
+    root = Path(root).resolve()
     config = root / "input" / "config"
     data = root / "input" / "data"
     config.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,9 @@ from .artifacts import metrics_document, write_artifacts  # noqa: E402
 from .callbacks import EpochRecorder, metric_line, should_stop  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
 from .environment import is_chief  # noqa: E402
-from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
+from .hyperparameters import TrainingParams, choose_epochs, describe_hyperparameters, parse_hyperparameters  # noqa: E402
+from .hyperparameters import parse_image_size  # noqa: E402
+from .metrics import chance_advice  # noqa: E402
 from .models import ConfigError, ModelConfig, build_model  # noqa: E402
 from .precision import float32_copy, precision_policy  # noqa: E402
 
@@ -63,7 +65,7 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int, seed: int):
 def prepare_data(channels: dict[str, str], params: TrainingParams):
     """Train/validation/test arrays. Validation always comes from the training data; the test set
     comes from the test channel (or the train channel's own test files), else a held-out split."""
-    train, test = load_channels(channels, params.class_names)
+    train, test = load_channels(channels, params.class_names, parse_image_size(params.image_size))
     images, labels = _subset(train.images, train.labels, params.max_train_samples, params.seed)
     if test is None:
         keep, held = stratified_split(labels, params.test_fraction, params.seed)
@@ -169,6 +171,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
 
     keras.utils.set_random_seed(params.seed)
     steps_per_epoch = -(-len(y_train) // params.batch_size)
+    choose_epochs(params, steps_per_epoch, len(y_train))
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
     model, state, val_ds, test_ds = _train(strategy, chief, checkpoint_path, params, config, data, steps_per_epoch)
 
@@ -177,6 +180,9 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     metrics["training_seconds"] = time.perf_counter() - started
     metrics_log.info(metric_line(final="test", test_loss=metrics["test_loss"], test_accuracy=metrics["test_accuracy"],
                                  val_accuracy=val_accuracy, params=summary["total_params"]))
+    advice = chance_advice(metrics, params.batch_size)
+    if advice:
+        log.warning(advice)
     failure = None
     if chief:
         try:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import cifar, csvfmt, folder, idx, npz
 from .base import DataError, ImageSet, check_label_range, is_digit_names, name_classes
 
@@ -100,12 +102,29 @@ def _source(root: Path, files: list[Path]) -> str:
     return f"{root} [{', '.join(names)}]" if names else str(root)
 
 
-def read_channel(path, split: str = "train") -> ImageSet:
+def _followed(path: Path) -> Path:
+    """The channel where a link points: a linked folder, or a folder holding only a link to one file
+    (as local mode lays out a single-file channel), so messages name the user's own files."""
+    if path.is_symlink():
+        return path.resolve()
+    if path.is_dir():
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        if len(entries) == 1 and entries[0].is_symlink() and entries[0].is_file():
+            return entries[0].resolve()
+    return path
+
+
+def read_channel(path, split: str = "train", image_size: tuple[int, int] | None = None,
+                 mode: str | None = None, resize_arrays: bool = True) -> ImageSet:
     """Read one split of a channel directory (or a single data file) whatever its format.
 
-    A single file that holds only one split is read whichever split is asked for.
+    A single file that holds only one split is read whichever split is asked for. Image folders are
+    given one size (height, width; default their most common) and colour mode ("L" or "RGB"), other
+    formats image_size too unless resize_arrays is false. A
+    channel that is a link (local mode links the user's folder) is read, and named, where it points.
     """
     _check_split(split)
+    path = _followed(Path(path))
     layout = detect(path)
     if split not in layout.splits:
         if layout.single_file and len(layout.splits) == 1:
@@ -116,7 +135,8 @@ def read_channel(path, split: str = "train") -> ImageSet:
                             f"{' and '.join(sorted(layout.splits))} data; expected {hint}")
     entries, root = layout.splits[split], layout.root
     if layout.fmt == folder.NAME:
-        images, labels, classes = folder.read_tree(entries)
+        size = (image_size[1], image_size[0]) if image_size else None
+        images, labels, classes = folder.read_tree(entries, size, mode)
         source = str(entries)
     elif layout.fmt == cifar.NAME:
         images, labels, classes, files = cifar.read_batches(root, entries)
@@ -129,9 +149,41 @@ def read_channel(path, split: str = "train") -> ImageSet:
         classes = name_classes(labels, images.shape[1:], root, files, source)
     if len(images) == 0:
         raise DataError(f"{source}: no images")
+    if image_size and resize_arrays and layout.fmt != folder.NAME and tuple(images.shape[1:3]) != tuple(image_size):
+        images = _resize(images, image_size)
+        log.info("%s: resized %d images to %dx%d (the image_size hyperparameter)", source, len(images), *image_size)
     log.info("read %d %s images of %s in %d classes from %s",
              len(images), split, "x".join(map(str, images.shape[1:])), len(classes), source)
     return ImageSet(images, labels, classes, source)
+
+
+def peek_shape(path, image_size: tuple[int, int] | None = None) -> tuple[int, int, int] | None:
+    """(height, width, channels) of the training images, read cheaply (file headers only) for the
+    formats that allow it, so a model that does not fit them is refused before any pixel is read;
+    None where that would mean reading the data."""
+    layout = detect(path)
+    if "train" not in layout.splits:
+        return None
+    entries = layout.splits["train"]
+    if layout.fmt == folder.NAME:
+        size = (image_size[1], image_size[0]) if image_size else None
+        return folder.peek_shape(entries, size)
+    shape = idx.peek_shape(entries) if layout.fmt == idx.NAME else (32, 32, 3) if layout.fmt == cifar.NAME else None
+    if shape and image_size:
+        shape = (image_size[0], image_size[1], shape[2])
+    return shape
+
+
+def _resize(images: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, C) uint8 resized to image_size (height, width), bilinear as the serving preprocessing."""
+    from PIL import Image
+
+    height, width = image_size
+    out = np.empty((len(images), height, width, images.shape[-1]), dtype=np.uint8)
+    for i, image in enumerate(images):
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        out[i] = np.asarray(pil.resize((width, height), Image.BILINEAR)).reshape(height, width, -1)
+    return out
 
 
 def _agree(train: ImageSet, test: ImageSet) -> tuple[ImageSet, ImageSet]:
@@ -167,7 +219,19 @@ def parse_class_names(text: str) -> list[str]:
     return names
 
 
+def _check_name_count(image_set: ImageSet, names: list[str]) -> None:
+    """class_names must name each class of the data once: as many names as its classes (data that
+    carries only class ids may have more classes than its largest label shows, never fewer)."""
+    have = len(image_set.classes)
+    if len(names) == have or (len(names) > have and is_digit_names(image_set.classes)):
+        return
+    shown = ", ".join(image_set.classes[:12]) + (", ..." if have > 12 else "")
+    raise DataError(f"hyperparameter 'class_names': {len(names)} names ({', '.join(names)}) for the {have} "
+                    f"classes of {image_set.source} ({shown}); expected {have} names, comma-separated in label order")
+
+
 def _name_by_hyperparameter(sets: list[ImageSet], names: list[str]) -> None:
+    _check_name_count(sets[0], names)
     for image_set in sets:
         check_label_range(image_set.labels, len(names), image_set.source,
                           f"{len(names)} classes named by the class_names hyperparameter")
@@ -178,11 +242,14 @@ def _name_by_hyperparameter(sets: list[ImageSet], names: list[str]) -> None:
     log.info("class names from the class_names hyperparameter: %s", ", ".join(names))
 
 
-def load_channels(channels: dict[str, str], class_names: str = "") -> tuple[ImageSet, ImageSet | None]:
+def load_channels(channels: dict[str, str], class_names: str = "",
+                  image_size: tuple[int, int] | None = None) -> tuple[ImageSet, ImageSet | None]:
     """(train, test or None) from SageMaker channels: "train" or "training", and optional "test".
 
     Without a test channel, test files found in the training channel are the test set. class_names
-    (comma-separated) names the classes, whatever names the data carries.
+    (comma-separated) names the classes, whatever names the data carries. Image folders are resized to
+    image_size (height, width), else to the training images' most common size; test images take the
+    training images' size and colour mode.
     """
     given = [name for name in TRAIN_CHANNELS if name in channels]
     if not given:
@@ -192,13 +259,15 @@ def load_channels(channels: dict[str, str], class_names: str = "") -> tuple[Imag
         raise DataError(f"both 'train' ({channels['train']}) and 'training' ({channels['training']}) "
                         "channels given; expected one training channel")
     train_dir = channels[given[0]]
-    train = read_channel(train_dir, "train")
+    train = read_channel(train_dir, "train", image_size)
+    height, width, depth = train.image_shape
+    like = {"image_size": (height, width), "mode": "L" if depth == 1 else "RGB", "resize_arrays": bool(image_size)}
     test: ImageSet | None = None
     test_dir = channels.get(TEST_CHANNEL)
     if test_dir is not None:
-        test = read_channel(test_dir, "test" if has_split(test_dir, "test") else "train")
+        test = read_channel(test_dir, "test" if has_split(test_dir, "test") else "train", **like)
     elif has_split(train_dir, "test"):
-        test = read_channel(train_dir, "test")
+        test = read_channel(train_dir, "test", **like)
     if class_names:
         _name_by_hyperparameter([train] + ([test] if test is not None else []), parse_class_names(class_names))
     if test is None:

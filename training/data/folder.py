@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -59,43 +60,130 @@ def to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.rint(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8), "L")
 
 
-def _load(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            img = to_8bit(img)
-            mode = "L" if img.mode in GRAY_MODES else "RGB"
-            return img.convert(mode) if img.mode != mode else img.copy()
-    except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not a readable PNG/JPEG image (content not recognised)") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable PNG/JPEG image ({exc})") from exc
+# At most this many unreadable files are named one by one in the error; the rest are counted.
+MAX_NAMED_FILES = 100
 
 
-def read_tree(tree: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images (N, H, W, C) uint8, labels, class names) of one class tree."""
-    classes = [d.name for d in _visible_dirs(tree)]
-    arrays: list[np.ndarray] = []
-    labels: list[int] = []
-    first: tuple[Path, Image.Image] | None = None
+def _mode_of(img: Image.Image) -> str:
+    return "L" if img.mode in GRAY_MODES else "RGB"
+
+
+def _scan(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and "L" or "RGB" from the file's header, without decoding its pixels."""
+    with Image.open(path) as img:
+        return img.size, _mode_of(img)
+
+
+def _load(path: Path, size: tuple[int, int], mode: str) -> tuple[np.ndarray, bool, bool]:
+    """The image as `mode` pixels of `size`, and whether it was resized and whether its channels converted."""
+    with Image.open(path) as img:
+        img.load()
+        img = to_8bit(img)
+        natural = _mode_of(img)
+        img = img.convert(natural) if img.mode != natural else img
+        converted = natural != mode
+        img = img.convert(mode) if converted else img
+        resized = img.size != size
+        if resized:
+            img = img.resize(size, Image.BILINEAR)  # as the serving preprocessing resizes
+        return np.asarray(img, dtype=np.uint8), resized, converted
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a readable PNG/JPEG image (content not recognised)"
+    return f"not a readable PNG/JPEG image ({exc})"
+
+
+def _bad_files_error(tree: Path, bad: list[tuple[Path, str]], total: int) -> DataError:
+    named = "; ".join(f"{path}: {reason}" for path, reason in bad[:MAX_NAMED_FILES])
+    more = f"; and {len(bad) - MAX_NAMED_FILES} more" if len(bad) > MAX_NAMED_FILES else ""
+    return DataError(f"{tree}: {len(bad)} of {total} files cannot be used (remove or replace them): {named}{more}")
+
+
+def _choose(found: dict[Path, tuple[tuple[int, int], str]], size: tuple[int, int] | None,
+            mode: str | None) -> tuple[tuple[int, int], str]:
+    """The one size (width, height) and colour mode every image is given: those asked for, else the most
+    common size in the data, and RGB unless most images are grayscale."""
+    if size is None:
+        size = Counter(s for s, _ in found.values()).most_common(1)[0][0]
+    if mode is None:
+        modes = Counter(m for _, m in found.values())
+        mode = "L" if modes["L"] > modes["RGB"] else "RGB"
+    return size, mode
+
+
+def _files_by_class(tree: Path, classes: list[str], bad: list) -> list[tuple[Path, int]]:
+    files = []
     for index, name in enumerate(classes):
-        files = _image_files(tree / name)
-        if not files:
-            raise DataError(f"{tree / name}: class folder holds no PNG/JPEG files")
-        for path in files:
-            img = _load(path)
-            if first is None:
-                first = (path, img)
-            elif (img.size, img.mode) != (first[1].size, first[1].mode):
-                raise DataError(f"{path}: {img.width}x{img.height} {img.mode} image; expected "
-                                f"{first[1].width}x{first[1].height} {first[1].mode} like {first[0]} "
-                                "(all images must have one size and colour mode)")
-            arrays.append(np.asarray(img, dtype=np.uint8))
-            labels.append(index)
-    if not arrays:
+        found = _image_files(tree / name)
+        if not found:
+            bad.append((tree / name, "class folder holds no PNG/JPEG files"))
+        files += [(path, index) for path in found]
+    return files
+
+
+def read_tree(tree: Path, size: tuple[int, int] | None = None, mode: str | None = None
+              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(images (N, H, W, C) uint8, labels, class names) of one class tree.
+
+    Images of other sizes or colour modes are resized (bilinear, as serving does) to `size` (width,
+    height; default the most common size) and converted to `mode` ("L" or "RGB"; default RGB unless
+    most images are grayscale); the log says how many. Every unreadable file is named in one error.
+    """
+    classes = [d.name for d in _visible_dirs(tree)]
+    bad: list[tuple[Path, str]] = []
+    files = _files_by_class(tree, classes, bad)
+    found = {}
+    for path, _ in files:
+        try:
+            found[path] = _scan(path)
+        except (OSError, ValueError, SyntaxError) as exc:
+            bad.append((path, _reason(exc)))
+    if not found and not bad:
         raise DataError(f"{tree}: no PNG/JPEG images in its class folders")
+    size, mode = _choose(found, size, mode) if found else (None, None)
+    arrays, labels, resized, converted = [], [], 0, 0
+    for path, label in files:
+        if path not in found:
+            continue
+        try:
+            pixels, was_resized, was_converted = _load(path, size, mode)
+        except (OSError, ValueError, SyntaxError) as exc:
+            bad.append((path, _reason(exc)))
+            continue
+        arrays.append(pixels)
+        labels.append(label)
+        resized += was_resized
+        converted += was_converted
+    if bad:
+        raise _bad_files_error(tree, bad, len(files))
+    _log_changes(tree, len(arrays), size, mode, resized, converted)
     images = np.stack(arrays)
     if images.ndim == 3:
         images = images[..., np.newaxis]
     log.debug("%s: %d images in %d class folders", tree, len(images), len(classes))
     return images, np.asarray(labels, dtype=np.int64), classes
+
+
+def _log_changes(tree: Path, total: int, size: tuple[int, int], mode: str, resized: int, converted: int) -> None:
+    if resized:
+        log.info("%s: resized %d of %d images to %dx%d (height x width; the image_size hyperparameter sets it, "
+                 "default the most common size)", tree, resized, total, size[1], size[0])
+    if converted:
+        what = "grayscale" if mode == "L" else "colour (RGB)"
+        log.info("%s: converted %d of %d images to %s, the mode of most images", tree, converted, total, what)
+
+
+def peek_shape(tree: Path, size: tuple[int, int] | None = None) -> tuple[int, int, int] | None:
+    """(height, width, channels) read_tree would give, from the files' headers alone."""
+    found = {}
+    for path, _ in _files_by_class(tree, [d.name for d in _visible_dirs(tree)], []):
+        try:
+            found[path] = _scan(path)
+        except (OSError, ValueError, SyntaxError):
+            continue
+    if not found:
+        return None
+    (width, height), mode = _choose(found, size, None)
+    return height, width, 1 if mode == "L" else 3

@@ -186,3 +186,17 @@ def write_idx(dest_dir, images, labels, prefix: str = "train", gzip: bool = True
         _write_atomic(dest / CLASSES_FILE, json.dumps(names).encode("utf-8"), False)
     log.debug("wrote %d images to %s and %s", len(pixels), image_path, label_path)
     return image_path, label_path
+
+
+def peek_shape(pairs: Sequence[tuple[Path, Path]]) -> tuple[int, int, int] | None:
+    """(height, width, channels) the first images file's header declares, read without its pixels."""
+    path = pairs[0][0]
+    try:
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as fh:
+            head = fh.read(4 + 4 * 4)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if len(head) < 4 or head[3] not in (3, 4) or len(head) < 4 + 4 * head[3]:
+        return None
+    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(head[3])]
+    return (dims[1], dims[2], dims[3] if len(dims) == 4 else 1)

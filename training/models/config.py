@@ -103,14 +103,21 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         """Check every field and the spatial size through the network; raise ConfigError naming the culprit."""
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ConfigError(f"input_shape: expected (height, width, channels) >= 1, got {self.input_shape}")
+        self.check_fields()
+        if self.model == "cnn":
+            self.spatial_sizes()  # raises on a size that shrinks below 1
+        return self
+
+    def check_fields(self) -> "ModelConfig":
+        """Check every field a hyperparameter sets, without the input size the data decides."""
         if self.model not in MODEL_TYPES:
             raise ConfigError(f"hyperparameter 'model': expected one of {MODEL_TYPES}, got {self.model!r}")
         if self.padding not in PADDINGS:
             raise ConfigError(f"hyperparameter 'padding': expected one of {PADDINGS}, got {self.padding!r}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"hyperparameter 'pooling': expected one of {POOLINGS}, got {self.pooling!r}")
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ConfigError(f"input_shape: expected (height, width, channels) >= 1, got {self.input_shape}")
         positive = {"num_classes": self.num_classes, "kernel_size": self.kernel_size, "stride": self.stride,
                     "pool_size": self.pool_size, "convs_per_block": self.convs_per_block,
                     "filters": self.filters}
@@ -127,8 +134,6 @@ class ModelConfig:
             raise ConfigError(f"hyperparameter 'dropout': expected 0 <= dropout < 1, got {self.dropout}")
         if any(width < 1 for width in self.dense):
             raise ConfigError(f"hyperparameter 'dense': widths must be >= 1, got {list(self.dense)}")
-        if self.model == "cnn":
-            self.spatial_sizes()  # raises on a size that shrinks below 1
         return self
 
     def spatial_sizes(self) -> list[tuple[str, int, int]]:
