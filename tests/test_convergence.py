@@ -79,3 +79,24 @@ def test_two_pinned_workers_train_a_study_and_record_every_run(fashion_subset_di
     assert len(list((tmp_path / "models").iterdir())) == 1  # the study's best model only
     again = run_local([study], {"train": str(fashion_subset_dir)}, tmp_path, progress=False, workers=2)
     assert again["trained"] == [] and len(again["skipped"]) == 4
+
+
+@pytest.mark.parametrize("runs, changes", [
+    ("docs/lab", ["epochs=4"]),
+    ("docs/lab/converged", ["epochs=60", "lr_schedule=plateau", "early_stopping_patience=6",
+                            "early_stopping_fraction=0.2"]),
+])
+def test_the_published_studies_resume_from_their_records(runs, changes):
+    """Every recorded run is one the study plans today, so rerunning the README's command trains
+    only what is missing (a hyperparameter added later must not change earlier run ids)."""
+    from pathlib import Path
+
+    from training.experiments.cli import parse_args, select_studies
+    from training.experiments.runner import plan_studies
+
+    folder = Path(__file__).resolve().parent.parent / runs
+    args = parse_args(["--all", "--runs", str(folder)] + [part for change in changes for part in ("--set", change)])
+    planned = {run.run_id for run in plan_studies(select_studies(args)).runs}
+    recorded = {path.stem for path in (folder / "records").glob("*.json")}
+    assert recorded, f"no records in {folder}"
+    assert recorded <= planned, f"records no plan reaches: {sorted(recorded - planned)[:5]}"

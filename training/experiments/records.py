@@ -29,7 +29,7 @@ METRIC_FIELDS = (
 )
 # Hyperparameters added after records existed: left out of a run's identity at their default, so
 # earlier records keep their run ids.
-LATER_DEFAULTS = {"early_stopping_fraction": "0.0", "image_size": "", "min_steps": "500"}
+LATER_DEFAULTS = {"precision": "float32", "early_stopping_fraction": "0.0", "image_size": "", "min_steps": "500"}
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 RECORD_FIELDS = IDENTITY_FIELDS + METRIC_FIELDS
 
