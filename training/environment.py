@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,3 +166,25 @@ def tf_config(hosts: list[str], current_host: str, port: int = 2222) -> dict:
         "cluster": {"worker": [f"{host}:{port}" for host in ordered]},
         "task": {"type": "worker", "index": ordered.index(current_host)},
     }
+
+
+def configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
+    metrics = logging.getLogger("convlab.metrics")
+    if not metrics.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        metrics.addHandler(handler)
+        metrics.propagate = False
+        metrics.setLevel(logging.INFO)
+
+
+def write_failure(path: Path, message: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(message + "\n")
+    except OSError as exc:
+        logging.getLogger("convlab.train").error("could not write the failure file %s: %s", path, exc)

@@ -251,28 +251,6 @@ def _datasets(data: dict, params: TrainingParams, config: ModelConfig, epochs_do
     return train_ds, val_ds, test_ds
 
 
-def configure_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            stream=sys.stderr)
-    metrics = logging.getLogger("convlab.metrics")
-    if not metrics.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        metrics.addHandler(handler)
-        metrics.propagate = False
-        metrics.setLevel(logging.INFO)
-
-
-def _write_failure(path: Path, message: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(message + "\n")
-    except OSError as exc:
-        log.error("could not write the failure file %s: %s", path, exc)
-
-
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     """Run the entry point; `root` replaces /opt/ml (CONVLAB_OPT_ML does the same from outside)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -281,7 +259,7 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
         print("hyperparameters (--name value; in hyperparameters.json every value is a string):")
         print(describe_hyperparameters())
         return 0
-    configure_logging()
+    environment.configure_logging()
     env = None
     try:
         env = environment.resolve(argv, root)
@@ -295,7 +273,7 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
         log.exception("training failed")
     failure = env.failure_file if env else Path(root or environment.opt_ml_root()) / "output" / "failure"
-    _write_failure(failure, message)
+    environment.write_failure(failure, message)
     return 1
 
 
