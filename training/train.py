@@ -42,6 +42,7 @@ from .artifacts import metrics_document, write_artifacts  # noqa: E402
 from .callbacks import EpochRecorder, metric_line, should_stop  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
 from .environment import is_chief  # noqa: E402
+from .input_description import describe_inputs  # noqa: E402
 from .hyperparameters import TrainingParams, describe_hyperparameters, parse_hyperparameters  # noqa: E402
 from .models import ConfigError, ModelConfig, build_model  # noqa: E402
 from .precision import float32_copy, precision_policy  # noqa: E402
@@ -178,7 +179,8 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     metrics_log.info(metric_line(final="test", test_loss=metrics["test_loss"], test_accuracy=metrics["test_accuracy"],
                                  val_accuracy=val_accuracy, params=summary["total_params"]))
     if chief:
-        write_artifacts(model, config, params, metrics, summary, Path(model_dir))
+        write_artifacts(model, config, params, metrics, summary, Path(model_dir),
+                        describe_inputs(x_train, params.seed))
     else:
         log.info("not the chief (%s of %s): no model written", current_host, sorted(hosts))
     if multi_worker:
