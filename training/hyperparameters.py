@@ -15,7 +15,7 @@ SCHEDULES = ("constant", "cosine", "plateau")
 PLATEAU_EPOCHS = 2
 PLATEAU_FACTOR = 0.5
 PLATEAU_MIN_SCALE = 1 / 64
-AUGMENTATIONS = ("none", "light")
+AUGMENTATIONS = ("none", "light", "photo")
 # Hyperparameters SageMaker and its containers add to a job; they are accepted and ignored.
 # sagemaker_* (program, submit_directory, region, job_name, distribution flags, estimator class
 # for tuning), _tuning_* (a tuning job's `_tuning_objective_metric`), and sagemaker-training's
@@ -119,7 +119,8 @@ DESCRIPTIONS = {
     "test_fraction": "share held out as the test set when there is no test data, 0 < value < 1",
     "max_train_samples": "train on a stratified subset of this many images (0: all)",
     "max_test_samples": "test on this many images (0: all)",
-    "augment": f"one of {', '.join(AUGMENTATIONS)}",
+    "augment": f"one of {', '.join(AUGMENTATIONS)} (light: flips and 2-pixel shifts; photo: flips, 3-pixel "
+               "shifts, 15 % zoom, contrast and brightness: robust to what the serving photo mapping leaves)",
     "precision": f"one of {', '.join(PRECISIONS)} (mixed: faster on CPUs with avx512_bf16/AMX and on GPUs; "
                  "the exported model is float32)",
     "early_stopping_patience": "epochs without a better validation accuracy before stopping (0: never)",

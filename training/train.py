@@ -231,7 +231,7 @@ def _datasets(data: dict, params: TrainingParams, config: ModelConfig, epochs_do
 
     rescale = 1.0 / 255.0
     train_ds = make_dataset(*data["train"], params.batch_size, rescale, shuffle=True, seed=params.seed,
-                            augment=params.augment == "light", epochs=(epochs_done, params.epochs))
+                            augment=params.augment, epochs=(epochs_done, params.epochs))
     val_ds = make_dataset(*data["val"], params.batch_size * 4, rescale)
     test_ds = make_dataset(*data["test"], params.batch_size * 4, rescale)
     if params.label_smoothing:
