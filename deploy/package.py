@@ -3,7 +3,7 @@
 Layout (top level of the archive):
 
     1/saved_model.pb, 1/variables/...   SavedModel in a numbered version folder
-    model.onnx                          when the model_dir has it
+    model.onnx                          the model_dir's, else converted from 1/ when tf2onnx is installed
     labels.json, config.json, metrics.json (+ model_summary.json, explain.json, explain.onnx when present)
     code/inference.py, code/requirements.txt (+ the modules the handler imports)
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from convlab.archives import UnsafeMember, safe_extract, safe_members
 from convlab.atomic import atomic_write
 from deploy.errors import PackageError, UnsafeArchiveError
+from deploy.onnx_at_packaging import export_for_archive
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,9 @@ def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path
                 if (root / name).is_file():
                     _add(tar, root / name, name, mtime)
                 elif name == "model.onnx":
-                    log.warning("%s has no model.onnx: the archive serves with TensorFlow only", root)
+                    converted = export_for_archive(version_dirs(root)[-1], Path(tmp))
+                    if converted:
+                        _add(tar, converted, name, mtime)
             _add(tar, code_dir, "code", mtime)
     members = verify_archive(out)
     log.info("wrote %s (%d members, %.1f KiB)", out, len(members), out.stat().st_size / 1024)
