@@ -16,9 +16,10 @@ else the model_dir's metadata.
 Custom attributes (X-Amzn-SageMaker-Custom-Attributes, `key=value` pairs): `trace_id=<value>` is
 answered back in the response header; `photo_mapping=off` turns the model's photo mapping off
 (inference/photo.py; `on` is the default); `scale=0..1` or `scale=0..255` says how array pixels are
-scaled (default: detected). The answer's custom attributes say what the decoding did
-(`photo_mapping=<steps>|unchanged|off|none,scaling=<scale>`), and JSON answers carry the same as
-"input"; other attributes are ignored.
+scaled (default: detected). JSON answers say what the decoding did as "input" ({"photo_mapping":
+"<steps>" | "unchanged" | "off" | "none", "scaling": "0..255" | "0..1"}); the answer's custom
+attributes say the same (`photo_mapping=...,scaling=...`) whenever a photo was mapped, the mapping was
+turned off or the pixels were 0..1. Other attributes are ignored.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ MODEL_DIR_ENV = "CONVLAB_MODEL_DIR"
 ECHOED_ATTRIBUTES = ("trace_id",)  # custom attributes answered back as they came
 MAPPING_SWITCH = {"on": True, "off": False}
 SCALING_ATTRIBUTES = ("0..255", "0..1")
+QUIET_MAPPING = ("unchanged", "none")  # with raw pixels, answered in JSON only: the header stays as it was
 
 # For input_fn calls that come without a model in their context (scripts calling input_fn
 # directly, the TensorFlow Serving container's handlers): model_dir -> preprocessing of the models
@@ -151,7 +153,8 @@ def output_fn(prediction, accept, context=None):
     if context is not None:
         attributes = parse_custom_attributes(getattr(context, "custom_attributes", None))
         echoed = [f"{key}={attributes[key]}" for key in ECHOED_ATTRIBUTES if key in attributes]
-        echoed += [f"{key}={value}" for key, value in (report or {}).items()]
+        if report and (report["photo_mapping"] not in QUIET_MAPPING or report["scaling"] != SCALING_ATTRIBUTES[0]):
+            echoed += [f"{key}={value}" for key, value in report.items()]
         if echoed and hasattr(context, "response_custom_attributes"):
             context.response_custom_attributes = ",".join(echoed)
     return encoders.encode(prediction, accept, getattr(context, "record_sizes", None), report)
