@@ -94,11 +94,11 @@ def decode_json(body: bytes, prep: Preprocessing) -> np.ndarray:
     return _json_document(_parse_json(_text(body, JSON), JSON), prep)
 
 
-def _parse_json(text: str, what: str):
+def _parse_json(text: str, what: str, invalid: str = "{what}: not valid JSON ({exc})"):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{what}: not valid JSON ({exc})") from None
+        raise BadInput(invalid.format(what=what, exc=exc)) from None
     except RecursionError:
         raise BadInput(f"{what}: the JSON is nested too deeply to decode; expected \"instances\" as "
                        "lists of pixel rows (at most 4 levels) or {\"image\": \"<base64>\"} objects") from None
@@ -111,7 +111,8 @@ def decode_jsonlines_records(body: bytes, prep: Preprocessing) -> tuple[np.ndarr
     for number, line in enumerate(_text(body, JSONLINES).splitlines(), start=1):
         if not line.strip():
             continue
-        document = _parse_json(line, f"{JSONLINES} line {number}")
+        document = _parse_json(line, f"{JSONLINES} line {number}", f"{JSONLINES}: line {number} is not valid JSON "
+                               "({exc}); expected one JSON record per line")
         try:
             array = _json_document(document if not isinstance(document, list) else {"instances": [document]}, prep)
         except BadInput as exc:
