@@ -4,7 +4,8 @@ Layout (top level of the archive):
 
     1/saved_model.pb, 1/variables/...   SavedModel in a numbered version folder
     model.onnx                          the model_dir's, else converted from 1/ when tf2onnx is installed
-    labels.json, config.json, metrics.json (+ model_summary.json, explain.json, explain.onnx when present)
+    labels.json, config.json, metrics.json (+ input.json, model_summary.json, explain.json, explain.onnx
+                                        when present)
     code/inference.py, code/requirements.txt (+ the modules the handler imports)
 
 `code/` sits beside the version folder, never inside it (sagemaker-python-sdk#831).
@@ -27,7 +28,7 @@ from deploy.onnx_at_packaging import export_for_archive
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("labels.json", "config.json", "metrics.json")
-OPTIONAL_FILES = ("model.onnx", "model_summary.json", "explain.json", "explain.onnx")
+OPTIONAL_FILES = ("model.onnx", "input.json", "model_summary.json", "explain.json", "explain.onnx")
 REQUIRED_CODE = ("code/inference.py", "code/requirements.txt")
 VERSION_DIR = re.compile(r"^\d+$")
 
