@@ -142,3 +142,22 @@ def test_the_generator_is_seeded_and_photo_like(fashion_mnist):
     assert image.format == "JPEG" and image.mode == "RGB"
     assert image.size[0] > image.size[1] >= 4 * 28
     assert np.median(np.concatenate([pixels[0], pixels[-1]])) > 170  # a light background
+
+
+def test_a_dark_photo_is_negated_for_a_light_background_model(fashion_mnist):
+    """A model trained on dark objects on white gets a bright object on a dark table as its own kind."""
+    _, test = fashion_mnist
+    tile = test.images[2, :, :, 0]
+    light = InputDescription(background="light", photo_mapping="object", background_level=250.0,
+                             object_fill=0.6, object_peak=240.0)
+    table = Image.new("L", (300, 200), 30)
+    table.paste(Image.fromarray(np.uint8(30 + tile * 0.8)).resize((90, 90)), (170, 60))
+    buffer = io.BytesIO()
+    table.save(buffer, "PNG")
+    request = Preprocessing(40, 40, 1, 1 / 255, "L", description=light).for_request()
+    seen = decoders.decode(buffer.getvalue(), "image/png", request)[0, :, :, 0] * 255
+    assert request.report.summary()["photo_mapping"] == "crop+centre+resize+negate+stretch"
+    border = np.concatenate([seen[0], seen[-1], seen[:, 0], seen[:, -1]])
+    assert abs(np.median(border) - 250) <= 2 and seen.min() < 40  # white page, dark object
+    rows = np.flatnonzero((seen < 200).any(axis=1))
+    assert 0.45 < (rows[-1] - rows[0] + 1) / 40 < 0.75  # the object fills object_fill of the frame
