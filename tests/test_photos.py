@@ -161,3 +161,12 @@ def test_a_dark_photo_is_negated_for_a_light_background_model(fashion_mnist):
     assert abs(np.median(border) - 250) <= 2 and seen.min() < 40  # white page, dark object
     rows = np.flatnonzero((seen < 200).any(axis=1))
     assert 0.45 < (rows[-1] - rows[0] + 1) / 40 < 0.75  # the object fills object_fill of the frame
+
+
+def test_accuracy_plain_vs_photo_for_the_report(trained_model_dir, fashion_test_images):
+    from convlab.photos import accuracy_plain_vs_photo
+
+    images, labels = fashion_test_images
+    result = accuracy_plain_vs_photo(trained_model_dir, images[:80], labels[:80], seed=4)
+    assert result["images"] == 80 and set(result) == {"images", "plain", "photo", "photo_unmapped"}
+    assert result["photo"] >= 0.8 * result["plain"] and result["photo_unmapped"] < result["photo"] - 0.2, result
