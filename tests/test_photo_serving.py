@@ -253,3 +253,23 @@ def test_the_local_fallback_maps_photos(aws, deny_operations, server, photo_dir,
     accuracy, steps = scored(pairs, trained_model_dir)
     served_accuracy = np.mean(predicted(server.port, photos[0], "image/jpeg")[0] == photos[1])
     assert all("negate" in s for s in steps) and accuracy == pytest.approx(served_accuracy, abs=1e-9), (accuracy, steps)
+
+
+def test_unit_scaled_npy_pixels_by_detection_or_custom_attribute(server, fashion_test_images):
+    images = fashion_test_images[0][:8, ..., 0]
+    answers = {}
+    for name, array, attributes in (("raw", images.astype(np.float32), None),
+                                    ("unit", images.astype(np.float32) / 255, None),
+                                    ("binary unit", (images > 127).astype(np.float32), "scale=0..1")):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        headers = {"X-Amzn-SageMaker-Custom-Attributes": attributes} if attributes else {}
+        status, answer_headers, payload = post(server.port, buffer.getvalue(), "application/x-npy", headers)
+        assert status == 200, payload[:300]
+        answers[name] = (json.loads(payload), answer_headers.get("x-amzn-sagemaker-custom-attributes"))
+    assert [r["class_index"] for r in answers["raw"][0]["predictions"]] == \
+        [r["class_index"] for r in answers["unit"][0]["predictions"]]
+    assert answers["raw"][1] is None and answers["unit"][1] == "photo_mapping=unchanged,scaling=0..1"
+    assert answers["binary unit"][0]["input"]["scaling"] == "0..1"
+    status, _, payload = post(server.port, b"", "application/x-npy", {"X-Amzn-SageMaker-Custom-Attributes": "scale=1"})
+    assert status == 400
