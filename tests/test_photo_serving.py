@@ -271,5 +271,6 @@ def test_unit_scaled_npy_pixels_by_detection_or_custom_attribute(server, fashion
         [r["class_index"] for r in answers["unit"][0]["predictions"]]
     assert answers["raw"][1] is None and answers["unit"][1] == "photo_mapping=unchanged,scaling=0..1"
     assert answers["binary unit"][0]["input"]["scaling"] == "0..1"
-    status, _, payload = post(server.port, b"", "application/x-npy", {"X-Amzn-SageMaker-Custom-Attributes": "scale=1"})
-    assert status == 400
+    status, _, payload = post(server.port, buffer.getvalue(), "application/x-npy",
+                              {"X-Amzn-SageMaker-Custom-Attributes": "scale=1"})
+    assert status == 400 and "custom attribute scale='1'" in json.loads(payload)["message"]
