@@ -81,8 +81,10 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> None:
         raise PackageError(f"{path} is neither a file nor a folder: it cannot go into model.tar.gz")
 
 
-def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path:
-    """Write model.tar.gz (default: <model_dir>/../model.tar.gz), verify it, return its path."""
+def build_archive(model_dir: str | Path, dest: str | Path | None = None, convert_onnx: bool = True) -> Path:
+    """Write model.tar.gz (default: <model_dir>/../model.tar.gz), verify it, return its path. A
+    model_dir without model.onnx gets one converted from 1/ into the archive unless `convert_onnx`
+    is False (onnx_at_packaging.py)."""
     root = check_model_dir(model_dir)
     out = Path(dest) if dest else root.parent / "model.tar.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +100,7 @@ def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path
             for name in REQUIRED_FILES + OPTIONAL_FILES:
                 if (root / name).is_file():
                     _add(tar, root / name, name, mtime)
-                elif name == "model.onnx":
+                elif name == "model.onnx" and convert_onnx:
                     converted = export_for_archive(version_dirs(root)[-1], Path(tmp))
                     if converted:
                         _add(tar, converted, name, mtime)
