@@ -3,8 +3,9 @@
 Layout (top level of the archive):
 
     1/saved_model.pb, 1/variables/...   SavedModel in a numbered version folder
-    model.onnx                          when the model_dir has it
-    labels.json, config.json, metrics.json (+ model_summary.json, explain.json, explain.onnx when present)
+    model.onnx                          the model_dir's, else converted from 1/ when tf2onnx is installed
+    labels.json, config.json, metrics.json (+ input.json, model_summary.json, explain.json, explain.onnx
+                                        when present)
     code/inference.py, code/requirements.txt (+ the modules the handler imports)
 
 `code/` sits beside the version folder, never inside it (sagemaker-python-sdk#831).
@@ -22,11 +23,12 @@ from pathlib import Path
 from convlab.archives import UnsafeMember, safe_extract, safe_members
 from convlab.atomic import atomic_write
 from deploy.errors import PackageError, UnsafeArchiveError
+from deploy.onnx_at_packaging import export_for_archive
 
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("labels.json", "config.json", "metrics.json")
-OPTIONAL_FILES = ("model.onnx", "model_summary.json", "explain.json", "explain.onnx")
+OPTIONAL_FILES = ("model.onnx", "input.json", "model_summary.json", "explain.json", "explain.onnx")
 REQUIRED_CODE = ("code/inference.py", "code/requirements.txt")
 VERSION_DIR = re.compile(r"^\d+$")
 
@@ -79,8 +81,10 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> None:
         raise PackageError(f"{path} is neither a file nor a folder: it cannot go into model.tar.gz")
 
 
-def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path:
-    """Write model.tar.gz (default: <model_dir>/../model.tar.gz), verify it, return its path."""
+def build_archive(model_dir: str | Path, dest: str | Path | None = None, convert_onnx: bool = True) -> Path:
+    """Write model.tar.gz (default: <model_dir>/../model.tar.gz), verify it, return its path. A
+    model_dir without model.onnx gets one converted from 1/ into the archive unless `convert_onnx`
+    is False (onnx_at_packaging.py)."""
     root = check_model_dir(model_dir)
     out = Path(dest) if dest else root.parent / "model.tar.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,8 +100,10 @@ def build_archive(model_dir: str | Path, dest: str | Path | None = None) -> Path
             for name in REQUIRED_FILES + OPTIONAL_FILES:
                 if (root / name).is_file():
                     _add(tar, root / name, name, mtime)
-                elif name == "model.onnx":
-                    log.warning("%s has no model.onnx: the archive serves with TensorFlow only", root)
+                elif name == "model.onnx" and convert_onnx:
+                    converted = export_for_archive(version_dirs(root)[-1], Path(tmp))
+                    if converted:
+                        _add(tar, converted, name, mtime)
             _add(tar, code_dir, "code", mtime)
     members = verify_archive(out)
     log.info("wrote %s (%d members, %.1f KiB)", out, len(members), out.stat().st_size / 1024)

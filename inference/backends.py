@@ -7,6 +7,7 @@ and TensorFlow in one process slow each other down.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput, ModelLoadError
+from .photo import InputDescription
 from .preprocessing import Preprocessing
 
 log = logging.getLogger("convlab.serve")
@@ -148,12 +150,16 @@ def read_json(path: Path) -> object:
 
 
 def read_model_metadata(model_dir: Path) -> tuple[list[str], Preprocessing]:
-    """labels.json and the preprocessing from config.json."""
+    """labels.json, and the preprocessing from config.json with input.json's description (when the
+    model_dir has one: models trained before it existed get the plain conversion and resize)."""
     model_dir = Path(model_dir)
     classes = read_json(model_dir / "labels.json")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise ModelLoadError(f"{model_dir / 'labels.json'}: expected a non-empty list of class names")
     preprocessing = Preprocessing.from_config(read_json(model_dir / "config.json"), str(model_dir / "config.json"))
+    if (model_dir / "input.json").is_file():
+        description = InputDescription.from_document(read_json(model_dir / "input.json"), str(model_dir / "input.json"))
+        preprocessing = dataclasses.replace(preprocessing, description=description)
     return classes, preprocessing
 
 

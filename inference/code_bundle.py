@@ -15,7 +15,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_PACKAGE = "convlab_inference"
 # The handler's own imports, and theirs: nothing here may import the server or TensorFlow at import time.
-MODULES = ("errors.py", "preprocessing.py", "decoders.py", "png_fast.py", "encoders.py", "backends.py", "context.py")
+MODULES = ("errors.py", "preprocessing.py", "photo.py", "decoders.py", "png_fast.py", "encoders.py", "backends.py",
+           "context.py")
 PACKAGE_DOC = '"""convlab\'s serving codecs and model backends, shipped beside code/inference.py."""\n'
 
 

@@ -33,6 +33,7 @@ class RequestContext:
     request_headers: dict = field(default_factory=dict)
     response_headers: dict = field(default_factory=dict)
     record_sizes: list | None = None  # images per input record (JSON Lines), set by input_fn
+    input_report: dict | None = None  # what the decoding did (photo mapping, scaling), set by input_fn
 
     # The model server context's accessors (request index 0: one request per context).
     def get_request_header(self, idx: int, key: str) -> str | None:

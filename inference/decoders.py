@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 
-from . import png_fast
+from . import photo, png_fast
 from .errors import BadInput, UnsupportedContentType
-from .preprocessing import Preprocessing, open_image
+from .preprocessing import SCALINGS, Preprocessing, open_image
 
 PNG = "image/png"
 JPEG = "image/jpeg"
@@ -37,17 +37,23 @@ def media_type(header: str | None) -> str:
 
 def decode_png(body: bytes, prep: Preprocessing) -> np.ndarray:
     pixels = png_fast.decode(body, prep.height, prep.width, prep.color_mode, prep.rescale)
-    if pixels is not None:
+    if pixels is not None and (not prep.maps_photos or prep.color_mode != "L"
+                               or photo.unchanged(pixels, prep.description, prep.rescale)):
         return pixels
     return prep.image_to_array(open_image(body, ["PNG"], PNG))[None]
 
 
+def _draft(prep: Preprocessing) -> tuple | None:
+    """What a JPEG decoder may reduce to: only for the photo mapping, which works on reduced photos."""
+    return (prep.color_mode, (prep.width, prep.height)) if prep.maps_photos else None
+
+
 def decode_jpeg(body: bytes, prep: Preprocessing) -> np.ndarray:
-    return prep.image_to_array(open_image(body, ["JPEG"], JPEG))[None]
+    return prep.image_to_array(open_image(body, ["JPEG"], JPEG, _draft(prep)))[None]
 
 
 def decode_any_image(body: bytes, prep: Preprocessing) -> np.ndarray:
-    return prep.image_to_array(open_image(body, None, X_IMAGE))[None]
+    return prep.image_to_array(open_image(body, None, X_IMAGE, _draft(prep)))[None]
 
 
 def decode_npy(body: bytes, prep: Preprocessing) -> np.ndarray:
@@ -64,8 +70,10 @@ def decode_npy(body: bytes, prep: Preprocessing) -> np.ndarray:
 
 def decode_csv(body: bytes, prep: Preprocessing) -> np.ndarray:
     text = _text(body, CSV)
+    lines = text.splitlines()
+    prep.check_batch_size(sum(1 for line in lines if line.strip()), f"{CSV} rows")
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -83,11 +91,17 @@ def decode_csv(body: bytes, prep: Preprocessing) -> np.ndarray:
 
 def decode_json(body: bytes, prep: Preprocessing) -> np.ndarray:
     """{"instances": [pixels | {"image": b64}, ...]}, {"image": b64}, or a list of either."""
+    return _json_document(_parse_json(_text(body, JSON), JSON), prep)
+
+
+def _parse_json(text: str, what: str, invalid: str = "{what}: not valid JSON ({exc})"):
     try:
-        document = json.loads(_text(body, JSON))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{JSON}: not valid JSON ({exc})") from None
-    return _json_document(document, prep)
+        raise BadInput(invalid.format(what=what, exc=exc)) from None
+    except RecursionError:
+        raise BadInput(f"{what}: the JSON is nested too deeply to decode; expected \"instances\" as "
+                       "lists of pixel rows (at most 4 levels) or {\"image\": \"<base64>\"} objects") from None
 
 
 def decode_jsonlines_records(body: bytes, prep: Preprocessing) -> tuple[np.ndarray, list[int]]:
@@ -97,11 +111,8 @@ def decode_jsonlines_records(body: bytes, prep: Preprocessing) -> tuple[np.ndarr
     for number, line in enumerate(_text(body, JSONLINES).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            document = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{JSONLINES}: line {number} is not valid JSON ({exc}); expected one JSON "
-                           "record per line") from None
+        document = _parse_json(line, f"{JSONLINES} line {number}", f"{JSONLINES}: line {number} is not valid JSON "
+                               "({exc}); expected one JSON record per line")
         try:
             array = _json_document(document if not isinstance(document, list) else {"instances": [document]}, prep)
         except BadInput as exc:
@@ -118,7 +129,22 @@ def decode_jsonlines(body: bytes, prep: Preprocessing) -> np.ndarray:
     return decode_jsonlines_records(body, prep)[0]
 
 
+def _json_scaling(document, what: str) -> str | None:
+    """The "scale" field of a JSON request ("0..255" or "0..1"), or None to detect it."""
+    if not isinstance(document, dict) or "scale" not in document:
+        return None
+    scale = document["scale"]
+    if scale in (255, "255"):
+        scale = SCALINGS[0]
+    elif scale in (1, "1"):
+        scale = SCALINGS[1]
+    if scale not in SCALINGS:
+        raise BadInput(f"{what}: \"scale\" is {scale!r}; expected \"0..255\" (raw pixels) or \"0..1\"")
+    return scale
+
+
 def _json_document(document, prep: Preprocessing) -> np.ndarray:
+    scaling = _json_scaling(document, JSON)
     if isinstance(document, dict):
         if "instances" in document:
             instances = document["instances"]
@@ -141,13 +167,13 @@ def _json_document(document, prep: Preprocessing) -> np.ndarray:
         raise BadInput(f"{JSON}: \"instances\" mixes objects and pixel lists; send one kind")
     try:
         array = np.asarray(instances, dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         # Ragged: images of different sizes, converted one at a time.
-        return np.concatenate([_json_pixels(one, index, prep) for index, one in enumerate(instances)])
+        return np.concatenate([_json_pixels(one, index, prep, scaling) for index, one in enumerate(instances)])
     if array.ndim == 2:
-        return prep.flat_to_batch(array, f"{JSON} instances")
+        return prep.flat_to_batch(array, f"{JSON} instances", scaling)
     if array.ndim in (3, 4):
-        return prep.arrays_to_batch(array if array.ndim == 4 else _batch_of_2d(array), f"{JSON} instances")
+        return prep.arrays_to_batch(array if array.ndim == 4 else _batch_of_2d(array), f"{JSON} instances", scaling)
     raise BadInput(f"{JSON}: instances of shape {list(array.shape[1:])}; expected nested pixel lists "
                    f"[H][W] or [H][W][C] (model input {list(prep.shape)}) or flat lists of "
                    f"{prep.values_per_image} values")
@@ -158,17 +184,17 @@ def _batch_of_2d(array: np.ndarray) -> np.ndarray:
     return array[..., None]
 
 
-def _json_pixels(instance, index: int, prep: Preprocessing) -> np.ndarray:
+def _json_pixels(instance, index: int, prep: Preprocessing, scaling: str | None) -> np.ndarray:
     what = f"{JSON} instances[{index}]"
     try:
         array = np.asarray(instance, dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise BadInput(f"{what}: not a rectangular nested list of numbers") from None
     if array.ndim == 1:
-        return prep.flat_to_batch(array[None], what)
+        return prep.flat_to_batch(array[None], what, scaling)
     if array.ndim not in (2, 3):
         raise BadInput(f"{what}: shape {list(array.shape)}; expected [H][W] or [H][W][C] pixel lists")
-    return prep.arrays_to_batch(array, what)
+    return prep.arrays_to_batch(array, what, scaling)
 
 
 def _json_image(instance: dict, index: int, prep: Preprocessing) -> np.ndarray:
@@ -180,7 +206,7 @@ def _json_image(instance: dict, index: int, prep: Preprocessing) -> np.ndarray:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise BadInput(f"{what}.image: not valid base64") from None
-    return prep.image_to_array(open_image(raw, None, f"{what}.image"))[None]
+    return prep.image_to_array(open_image(raw, None, f"{what}.image", _draft(prep)))[None]
 
 
 def _text(body: bytes, what: str) -> str:

@@ -70,30 +70,36 @@ def _rows(prediction) -> list[dict]:
              "probabilities": dict(zip(classes, row))} for index, row in zip(indices, rows)]
 
 
-def encode_json(prediction, record_sizes=None) -> bytes:
-    return json.dumps({"predictions": _rows(prediction)}).encode("utf-8")
+def encode_json(prediction, record_sizes=None, report=None) -> bytes:
+    document = {"predictions": _rows(prediction)}
+    if report:
+        document["input"] = report
+    return json.dumps(document).encode("utf-8")
 
 
-def encode_jsonlines(prediction, record_sizes=None) -> bytes:
+def encode_jsonlines(prediction, record_sizes=None, report=None) -> bytes:
     """One line per input record, each the JSON answer for that record alone
     ({"predictions": [...]}); without record sizes every image is a record."""
     rows = _rows(prediction)
     sizes = list(record_sizes) if record_sizes and sum(record_sizes) == len(rows) else [1] * len(rows)
     lines, start = [], 0
     for size in sizes:
-        lines.append(json.dumps({"predictions": rows[start:start + size]}))
+        line = {"predictions": rows[start:start + size]}
+        if report:
+            line["input"] = report
+        lines.append(json.dumps(line))
         start += size
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def encode_npy(prediction, record_sizes=None) -> bytes:
+def encode_npy(prediction, record_sizes=None, report=None) -> bytes:
     probabilities, _ = as_prediction(prediction)
     buffer = io.BytesIO()
     np.save(buffer, probabilities, allow_pickle=False)
     return buffer.getvalue()
 
 
-def encode_csv(prediction, record_sizes=None) -> bytes:
+def encode_csv(prediction, record_sizes=None, report=None) -> bytes:
     """One row per image: label, class index, then the probability of each class in class order."""
     probabilities, classes = as_prediction(prediction)
     buffer = io.StringIO()
@@ -106,7 +112,9 @@ def encode_csv(prediction, record_sizes=None) -> bytes:
 ENCODERS = {JSON: encode_json, JSONLINES: encode_jsonlines, NPY: encode_npy, CSV: encode_csv}
 
 
-def encode(prediction, accept: str | None, record_sizes: list[int] | None = None) -> tuple[bytes, str]:
-    """The body and media type for the Accept header; JSON Lines answers one line per record."""
+def encode(prediction, accept: str | None, record_sizes: list[int] | None = None,
+           report: dict | None = None) -> tuple[bytes, str]:
+    """The body and media type for the Accept header; JSON Lines answers one line per record. JSON
+    and JSON Lines answers carry `report` (what the decoding did) as "input"."""
     media = choose_accept(accept)
-    return ENCODERS[media](prediction, record_sizes), media
+    return ENCODERS[media](prediction, record_sizes, report), media

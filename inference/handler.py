@@ -14,7 +14,12 @@ argument, or the context of the handler call running); without one, it uses the 
 the models loaded in this process when they all agree (and refuses to guess when they differ),
 else the model_dir's metadata.
 Custom attributes (X-Amzn-SageMaker-Custom-Attributes, `key=value` pairs): `trace_id=<value>` is
-answered back in the response header; other attributes are ignored.
+answered back in the response header; `photo_mapping=off` turns the model's photo mapping off
+(inference/photo.py; `on` is the default); `scale=0..1` or `scale=0..255` says how array pixels are
+scaled (default: detected). JSON answers say what the decoding did as "input" ({"photo_mapping":
+"<steps>" | "unchanged" | "off" | "none", "scaling": "0..255" | "0..1"}); the answer's custom
+attributes say the same (`photo_mapping=...,scaling=...`) whenever a photo was mapped, the mapping was
+turned off or the pixels were 0..1. Other attributes are ignored.
 """
 from __future__ import annotations
 
@@ -40,6 +45,9 @@ CONVLAB_HANDLER = True
 MODEL_DIR_ENV = "CONVLAB_MODEL_DIR"
 
 ECHOED_ATTRIBUTES = ("trace_id",)  # custom attributes answered back as they came
+MAPPING_SWITCH = {"on": True, "off": False}
+SCALING_ATTRIBUTES = ("0..255", "0..1")
+QUIET_MAPPING = ("unchanged", "none")  # with raw pixels, answered in JSON only: the header stays as it was
 
 # For input_fn calls that come without a model in their context (scripts calling input_fn
 # directly, the TensorFlow Serving container's handlers): model_dir -> preprocessing of the models
@@ -107,10 +115,24 @@ def input_fn(body, content_type, context=None):
     elif isinstance(body, (bytearray, memoryview)):
         body = bytes(body)
     context = _context(context)
-    batch, record_sizes = decoders.decode_records(body, content_type, _preprocessing(context))
+    preprocessing = _request_preprocessing(_preprocessing(context), getattr(context, "custom_attributes", None))
+    batch, record_sizes = decoders.decode_records(body, content_type, preprocessing)
     if context is not None:
         context.record_sizes = record_sizes
+        context.input_report = preprocessing.report.summary()
     return batch
+
+
+def _request_preprocessing(preprocessing, custom_attributes):
+    """The model's preprocessing with the request's photo_mapping and scale custom attributes."""
+    attributes = parse_custom_attributes(custom_attributes)
+    mapping = attributes.get("photo_mapping", "on").lower()
+    if mapping not in MAPPING_SWITCH:
+        raise BadInput(f"custom attribute photo_mapping={attributes['photo_mapping']!r}; expected on or off")
+    scaling = attributes.get("scale")
+    if scaling is not None and scaling not in SCALING_ATTRIBUTES:
+        raise BadInput(f"custom attribute scale={scaling!r}; expected 0..255 (raw pixels) or 0..1")
+    return preprocessing.for_request(MAPPING_SWITCH[mapping], scaling)
 
 
 def predict_fn(data, model):
@@ -127,12 +149,15 @@ predict_fn.row_wise = True
 def output_fn(prediction, accept, context=None):
     """(body bytes, content type) for the Accept header; UnsupportedAccept (406) otherwise."""
     context = _context(context)
+    report = getattr(context, "input_report", None)
     if context is not None:
         attributes = parse_custom_attributes(getattr(context, "custom_attributes", None))
         echoed = [f"{key}={attributes[key]}" for key in ECHOED_ATTRIBUTES if key in attributes]
+        if report and (report["photo_mapping"] not in QUIET_MAPPING or report["scaling"] != SCALING_ATTRIBUTES[0]):
+            echoed += [f"{key}={value}" for key, value in report.items()]
         if echoed and hasattr(context, "response_custom_attributes"):
             context.response_custom_attributes = ",".join(echoed)
-    return encoders.encode(prediction, accept, getattr(context, "record_sizes", None))
+    return encoders.encode(prediction, accept, getattr(context, "record_sizes", None), report)
 
 
 # AWS's TensorFlow Serving container: input_handler(data, context) gets the request stream and a

@@ -141,11 +141,17 @@ def _explainer(app) -> tuple[ThreadPoolExecutor, dict]:
     return app.state.page["executor"], app.state.page
 
 
-def _explain(page: dict, model_dir: str, body: bytes, content_type: str | None, preprocessing) -> dict:
+def _explain(page: dict, model_dir: str, body: bytes, content_type: str | None, preprocessing,
+             custom_attributes: str | None = None) -> dict:
+    """The Explainer's document for the first image of the body, decoded as /invocations decodes it
+    (the photo mapping included); "preprocessing" says what the decoding did."""
+    from .handler import _request_preprocessing
+
+    preprocessing = _request_preprocessing(preprocessing, custom_attributes)
     batch = decoders.decode(body, content_type, preprocessing)
     if page["explainer"] is None:
         page["explainer"] = Explainer(Path(model_dir))
-    return page["explainer"].explain(batch[0])
+    return {**page["explainer"].explain(batch[0]), "preprocessing": preprocessing.report.summary()}
 
 
 async def explain(request: Request) -> Response:
@@ -165,7 +171,8 @@ async def explain(request: Request) -> Response:
             read_model_metadata(Path(state.settings.model_dir))[1]
         executor, page = _explainer(request.app)
         document = await asyncio.get_running_loop().run_in_executor(
-            executor, _explain, page, state.settings.model_dir, body, content_type, preprocessing)
+            executor, _explain, page, state.settings.model_dir, body, content_type, preprocessing,
+            request.headers.get("x-amzn-sagemaker-custom-attributes"))
     except ClientGone:
         return _json({"error": "bad request", "status": 400, "message": "the client disconnected"}, 400)
     except InferenceError as exc:

@@ -358,3 +358,35 @@ def _npy(images: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, images)
     return buffer.getvalue()
+
+
+def test_a_model_trained_in_the_tensorflow_container_is_packaged_with_model_onnx(aws, fashion_subset_dir, tmp_path,
+                                                                               fashion_test_images):
+    """The container installs only the staged requirements, so its model_dir has no model.onnx
+    (export_onnx=false stands in for the missing tf2onnx); the archive built from it carries one, and
+    the training package wrote input.json there without convlab installed."""
+    import boto3
+
+    from deploy.package import build_archive, extract_archive
+    from inference.backends import load_model
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="convlab-toolkit")
+    hps = dict(TINY_CNN, sagemaker_program="train.py",
+               sagemaker_submit_directory=upload_source_dir(s3, tmp_path, "convlab-toolkit"))
+    base = sagemaker_tree(tmp_path / "opt" / "ml", fashion_subset_dir, sdk_encoded(hps))
+    result = subprocess.run([sys.executable, "-m", "sagemaker_training.cli.train"], cwd=tmp_path,
+                            env=clean_env(SAGEMAKER_BASE_DIR=str(base), **TF_CONTAINER_ENV),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    model_dir = base / "model"
+    assert not (model_dir / "model.onnx").exists()
+    assert json.loads((model_dir / "input.json").read_text())["photo_mapping"] == "object"
+    archive = build_archive(model_dir, tmp_path / "model.tar.gz")
+    with tarfile.open(archive) as tar:
+        assert "model.onnx" in tar.getnames()
+    served = load_model(extract_archive(archive, tmp_path / "served"), backend="onnx")
+    images, labels = fashion_test_images
+    accuracy = float(np.mean(served.predict(images[:200].astype(np.float32) / 255).argmax(axis=1) == labels[:200]))
+    expected = json.loads((model_dir / "metrics.json").read_text())["test_accuracy"]
+    assert served.info["backend"] == "onnx" and abs(accuracy - expected) < 0.1, (accuracy, expected)

@@ -77,7 +77,7 @@ def export_saved_model(model, config: ModelConfig, path: Path) -> None:
 
 
 def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics: dict, summary: dict,
-                     model_dir: Path) -> None:
+                     model_dir: Path, input_description: dict | None = None) -> None:
     """Write every artifact into a staging folder first, then move them into model_dir, so a failure
     never leaves a half-written model behind."""
     import keras
@@ -99,6 +99,8 @@ def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics:
             "metrics.json": metrics,
             "model_summary.json": summary,
         }
+        if input_description is not None:
+            documents["input.json"] = input_description
         for name, document in documents.items():
             (staging / name).write_text(json.dumps(document, indent=2))
         if params.export_onnx:

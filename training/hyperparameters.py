@@ -18,7 +18,7 @@ SCHEDULES = ("constant", "cosine", "plateau")
 PLATEAU_EPOCHS = 2
 PLATEAU_FACTOR = 0.5
 PLATEAU_MIN_SCALE = 1 / 64
-AUGMENTATIONS = ("none", "light")
+AUGMENTATIONS = ("none", "light", "photo")
 # Without an explicit `epochs`, a run takes at least MIN_STEPS optimizer steps (more epochs on a small
 # data set, at most MAX_AUTO_EPOCHS), so 900 images at batch 128 do not stop after 30 steps at chance.
 MIN_STEPS = 500
@@ -138,7 +138,8 @@ DESCRIPTIONS = {
     "test_fraction": "share held out as the test set when there is no test data, 0 < value < 1",
     "max_train_samples": "train on a stratified subset of this many images (0: all)",
     "max_test_samples": "test on this many images (0: all)",
-    "augment": f"one of {', '.join(AUGMENTATIONS)}",
+    "augment": f"one of {', '.join(AUGMENTATIONS)} (light: flips and 2-pixel shifts; photo: flips, 3-pixel "
+               "shifts, 15 % zoom, contrast and brightness: robust to what the serving photo mapping leaves)",
     "precision": f"one of {', '.join(PRECISIONS)} (mixed: faster on CPUs with avx512_bf16/AMX and on GPUs; "
                  "the exported model is float32)",
     "early_stopping_patience": "epochs without a better validation accuracy before stopping (0: never)",

@@ -16,19 +16,32 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 class Augmenter:
-    """Light augmentation: a random shift of up to 2 pixels and a horizontal flip, per image."""
+    """Per image. "light": a random shift of up to 2 pixels and a horizontal flip. "photo": what a
+    photo mapped by the server (inference/photo.py) still differs by: a horizontal flip, a shift of up
+    to 3 pixels, a zoom of up to 15 % in or out, and the object's contrast scaled by 0.6..1.2 and
+    lifted by up to 0.06 (a background not quite black, an object dimmer or brighter than the
+    data set's)."""
 
-    def __init__(self, height: int, width: int, seed: int):
+    def __init__(self, height: int, width: int, seed: int, kind: str = "light"):
         import keras
 
+        self.kind, self.seed = kind, seed
+        shift = 3 if kind == "photo" else 2
         self.layers = [
             keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomTranslation(2 / height, 2 / width, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomTranslation(shift / height, shift / width, fill_mode="constant", seed=seed + 1),
         ]
+        if kind == "photo":
+            self.layers.append(keras.layers.RandomZoom((-0.15, 0.15), fill_mode="constant", seed=seed + 2))
 
     def __call__(self, images, labels):
         for layer in self.layers:
             images = layer(images, training=True)
+        if self.kind == "photo":
+            count = tf.shape(images)[0]
+            gain = tf.random.uniform([count, 1, 1, 1], 0.6, 1.2, seed=self.seed + 3)
+            lift = tf.random.uniform([count, 1, 1, 1], 0.0, 0.06, seed=self.seed + 4)
+            images = tf.clip_by_value(images * gain + lift, 0.0, 1.0)
         return images, labels
 
 
@@ -39,12 +52,13 @@ def epoch_order(count: int, seed: int, epoch: int) -> tf.Tensor:
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, rescale: float, *,
-                 shuffle: bool = False, seed: int = 0, augment: bool = False,
+                 shuffle: bool = False, seed: int = 0, augment: str | None = None,
                  epochs: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batches of (float32 images * rescale, int labels) from uint8 arrays (N, H, W, C).
 
     With epochs=(done, total) the batches of epochs done+1 .. total follow each other, each epoch in
     its own order (epoch_order with shuffle, else in sequence): pass fit() steps_per_epoch.
+    `augment` names an Augmenter kind ("light", "photo"); None or "none" leaves the images as they are.
     """
     count = len(images)
     pixels = tf.constant(images)
@@ -62,6 +76,6 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, rescal
     else:
         indices = one_epoch(tf.constant(1, tf.int64))
     dataset = indices.map(gather, num_parallel_calls=AUTOTUNE)
-    if augment:
-        dataset = dataset.map(Augmenter(images.shape[1], images.shape[2], seed), num_parallel_calls=AUTOTUNE)
+    if augment and augment != "none":
+        dataset = dataset.map(Augmenter(images.shape[1], images.shape[2], seed, augment), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

@@ -44,6 +44,7 @@ from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: 
 from .environment import is_chief  # noqa: E402
 from .hyperparameters import TrainingParams, choose_epochs, describe_hyperparameters, parse_hyperparameters  # noqa: E402
 from .hyperparameters import parse_image_size  # noqa: E402
+from .input_description import describe_inputs  # noqa: E402
 from .metrics import chance_advice  # noqa: E402
 from .models import ConfigError, ModelConfig, build_model  # noqa: E402
 from .precision import float32_copy, precision_policy  # noqa: E402
@@ -186,7 +187,8 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     failure = None
     if chief:
         try:
-            write_artifacts(model, config, params, metrics, summary, Path(model_dir))
+            write_artifacts(model, config, params, metrics, summary, Path(model_dir),
+                            describe_inputs(x_train, params.seed))
         except Exception as exc:  # the other workers wait for the model: the barrier tells them why
             if not multi_worker:
                 raise
@@ -241,7 +243,7 @@ def _datasets(data: dict, params: TrainingParams, config: ModelConfig, epochs_do
 
     rescale = 1.0 / 255.0
     train_ds = make_dataset(*data["train"], params.batch_size, rescale, shuffle=True, seed=params.seed,
-                            augment=params.augment == "light", epochs=(epochs_done, params.epochs))
+                            augment=params.augment, epochs=(epochs_done, params.epochs))
     val_ds = make_dataset(*data["val"], params.batch_size * 4, rescale)
     test_ds = make_dataset(*data["test"], params.batch_size * 4, rescale)
     if params.label_smoothing:

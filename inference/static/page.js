@@ -76,7 +76,9 @@ function showPrediction(prediction) {
 function showInside(explained) {
   paint($("input"), explained.input, (v) => { const g = Math.round(255 * v); return [g, g, g]; });
   const h = explained.input.length, w = explained.input[0].length;
-  $("input-caption").textContent = `what the model sees (${h}x${w})`;
+  const steps = explained.preprocessing ? explained.preprocessing.photo_mapping : "";
+  const mapped = steps && !["none", "off", "unchanged"].includes(steps) ? `, ${steps.replaceAll("+", ", ")}` : "";
+  $("input-caption").textContent = `what the model sees (${h}x${w}${mapped})`;
   const blocks = $("blocks");
   blocks.replaceChildren();
   $("inside-note").textContent = explained.blocks.length
@@ -127,6 +129,8 @@ async function classify(blob, name) {
   $("waiting").hidden = false;
   $("waiting").textContent = `Predicting ${name}…`;
   document.body.dataset.state = "busy";
+  if ($("photo").src.startsWith("blob:")) URL.revokeObjectURL($("photo").src);
+  $("photo").src = URL.createObjectURL(blob);
   const [predicted, explained] = await Promise.all([post("/invocations", blob, type), post("/explain", blob, type)]);
   if (!predicted.ok) {
     showError(predicted.document, predicted.status);
