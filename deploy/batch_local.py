@@ -22,7 +22,7 @@ from deploy.invokers import Handler
 from deploy.records import TransformOptions
 from deploy.stores import Item
 from deploy.transform import Answer, Failure, assembled, failure_of, in_order, read_requests
-from inference.batching import split_prediction
+from inference.batching import RowSplitError, split_prediction
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,12 @@ def _answer_batch(handler: Handler, batch: list[_Request]) -> None:
     start = 0
     for request in batch:
         count = len(request.data)
-        _encode(handler, request,
-                split_prediction(prediction, start, start + count, len(stacked)) if len(batch) > 1 else prediction)
+        try:
+            rows = split_prediction(prediction, start, start + count, len(stacked), handler.per_row)
+        except RowSplitError as exc:
+            request.error = failure_of(request.item, "predict", exc)
+        else:
+            _encode(handler, request, rows)
         start += count
 
 

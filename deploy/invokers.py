@@ -52,6 +52,7 @@ class Handler:
         except UserModuleError as exc:
             raise TransformError(str(exc)) from None
         self.row_wise = self.functions.row_wise
+        self.per_row = self.functions.per_row_outputs
         self.shape = getattr(getattr(self.model, "preprocessing", None), "shape", None)
 
     def context(self, content_type: str | None, accept: str | None = None):

@@ -90,7 +90,7 @@ def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state.batcher = MicroBatcher(state.predict_batch, state.threads, settings.max_batch,
-                                     settings.batch_wait_ms / 1000, settings.timeout)
+                                     settings.batch_wait_ms / 1000, settings.timeout, handler.per_row_outputs)
         state.batcher.start()
         loading = None
         if load_in_background:

@@ -2,7 +2,7 @@
 
 Requests queue their decoded batches; once the model threads let a call start, one task takes
 whatever is queued (up to max_batch images), runs predict_fn once on a model thread, and hands
-each request its rows. While the model runs, new requests pile up for the next call, so throughput
+each request its rows (split_prediction). While the model runs, new requests pile up for the next call, so throughput
 grows with concurrency. A small call (a few images of a fast model, see ServingState) with no
 other call running is predicted on the event loop itself: the hand-off to a thread and back costs
 more than such a call; when the batcher is idle the requests make that call themselves
@@ -27,23 +27,48 @@ INLINE_LIMIT = 0.005  # seconds: calls on the event loop longer than this lower 
 SLOW_CALLS = 3  # ... when this many come in a row
 
 
-def split_prediction(prediction, start: int, stop: int, rows: int):
-    """Rows start:stop of a prediction: a dict whose per-row arrays have `rows` rows (the other
-    values, such as the class names, are shared), or an array."""
+class RowSplitError(ValueError):
+    """A row-wise predict_fn's output cannot be split into the rows of each request."""
+
+
+def _rows(value, rows: int, what: str):
+    count = len(value) if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim) else None
+    if count != rows:
+        found = f"{count} rows" if count is not None else f"a {type(value).__name__}"
+        raise RowSplitError(f"{what} is {found} for {rows} input images; a row_wise predict_fn answers one row "
+                            "per image")
+    return value
+
+
+def split_prediction(prediction, start: int, stop: int, rows: int, per_row=None):
+    """Rows start:stop of a row-wise prediction of `rows` rows: an array or list is split as a
+    whole; of a dict, only the keys in `per_row` (predict_fn.per_row_outputs), the other values
+    (such as the class names) go to every request as they are. A dict without `per_row` is
+    refused: which of its values hold rows cannot be told from their lengths."""
     if isinstance(prediction, dict):
-        return {key: value[start:stop] if isinstance(value, np.ndarray) and value.ndim and len(value) == rows
-                else value for key, value in prediction.items()}
-    return prediction[start:stop]
+        if not per_row:
+            raise RowSplitError("predict_fn is row_wise and returned a dict: say which of its keys hold one row "
+                                "per input image, e.g. predict_fn.per_row_outputs = (\"probabilities\",); the "
+                                f"other values go to every request as they are (keys: {sorted(map(str, prediction))})")
+        split = dict(prediction)
+        for key in per_row:
+            if key not in prediction:
+                raise RowSplitError(f"predict_fn.per_row_outputs names {key!r}, which its answer lacks "
+                                    f"(keys: {sorted(map(str, prediction))})")
+            split[key] = _rows(prediction[key], rows, f"predict_fn output {key!r}")[start:stop]
+        return split
+    return _rows(prediction, rows, "the prediction of predict_fn")[start:stop]
 
 
 class MicroBatcher:
     def __init__(self, predict: Callable[[np.ndarray], object], threads: ModelThreads,
-                 max_batch: int = 64, max_wait: float = 0.002, timeout: float | None = None):
+                 max_batch: int = 64, max_wait: float = 0.002, timeout: float | None = None, per_row=None):
         self._predict = predict
         self._threads = threads
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.timeout = timeout  # seconds from submit() to the answer; then asyncio.TimeoutError
+        self.per_row = tuple(per_row) if per_row else None  # predict_fn.per_row_outputs
         self.arriving = 0  # requests being read or decoded: they may join the next model call
         # Calls of at most this many images run on the event loop itself while no other call runs
         # (0: never); set from the model's measured speed (ServingState), lowered when a call is slow.
@@ -155,7 +180,7 @@ class MicroBatcher:
             _fail(items[1:], exc)
             raise
         self._deliver(items, stacked, prediction)
-        return prediction if len(items) == 1 else split_prediction(prediction, 0, len(batch), len(stacked))
+        return split_prediction(prediction, 0, len(batch), len(stacked), self.per_row)
 
     def _requeue(self, items: list) -> None:
         for item in items:
@@ -202,14 +227,14 @@ class MicroBatcher:
     def _deliver(self, items: list, batch: np.ndarray, prediction) -> None:
         self.calls += 1
         self.images += len(batch)
-        if len(items) == 1:
-            _answer(items[0], prediction)
-            return
         start = 0
-        for item in items:
-            stop = start + len(item[0])
-            _answer(item, split_prediction(prediction, start, stop, len(batch)))
-            start = stop
+        try:
+            for item in items:
+                stop = start + len(item[0])
+                _answer(item, split_prediction(prediction, start, stop, len(batch), self.per_row))
+                start = stop
+        except RowSplitError as exc:
+            _fail(items, exc)
 
 
 def _stacked(items: list) -> np.ndarray:

@@ -73,6 +73,13 @@ class Handler:
         requests may be batched together on the way to the model."""
         return bool(getattr(self.predict_fn, "row_wise", False)) and self.context_modes["predict_fn"] is None
 
+    @property
+    def per_row_outputs(self) -> tuple | None:
+        """The keys of a row-wise predict_fn's dict answer that hold one row per input image
+        (predict_fn.per_row_outputs); the batcher splits those and nothing else."""
+        keys = getattr(self.predict_fn, "per_row_outputs", None)
+        return (keys,) if isinstance(keys, str) else tuple(keys) if keys else None
+
 
 def user_module_path(model_dir) -> Path:
     return Path(model_dir) / "code" / "inference.py"

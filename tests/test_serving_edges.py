@@ -1,0 +1,127 @@
+"""The server at its edges, as a real process over real sockets, with small numpy models behind a
+user code/inference.py (tests/serving_models.py): how batched answers are split, who owns a call's
+timeout, a hung model, SIGTERM with requests waiting, the output_fn rule, output work off the event
+loop, and which side of the 4xx/5xx line an error lands on."""
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.local import LocalServer, invoke, request
+from tests import serving_models
+from tests.serving_models import HANG, SLOW, TIMEOUT, images, thread_count
+
+SPLIT = '''
+def predict_fn(data, model):
+    sums = behave(data)
+    return {"sums": sums.tolist(), "names": np.array([f"class-{i}" for i in range(10)])}
+
+
+predict_fn.row_wise = True
+predict_fn.per_row_outputs = ("sums",)
+
+
+def output_fn(prediction, accept):
+    names = [str(name) for name in prediction["names"]]
+    return json.dumps({"sums": prediction["sums"], "names": names}), "application/json"
+'''
+
+PLAIN = '''
+def predict_fn(data, model):
+    return behave(data)
+
+
+def output_fn(prediction, accept):
+    return json.dumps({"sums": prediction.tolist()}), "application/json"
+'''
+
+ROWS = PLAIN + '''
+predict_fn.row_wise = True
+'''
+
+ANSWERS = '''
+import asyncio
+
+from inference.errors import BadInput
+
+
+def input_fn(body, content_type):
+    if content_type == "application/x-bug":
+        return {}["a key the user forgot"]
+    if content_type == "application/x-memory":
+        raise MemoryError()
+    if content_type == "application/json":
+        return np.asarray(json.loads(body), np.float32)
+    if content_type == "application/x-typed":
+        raise BadInput("the typed client error")
+    return np.load(io.BytesIO(body))
+
+
+def predict_fn(data, model):
+    return behave(data)
+
+
+def output_fn(prediction, accept):
+    if accept == "application/x-int":
+        return len(prediction)
+    if accept == "application/x-two":
+        return "ok"
+    if accept == "application/x-view":
+        return memoryview(b"viewed")
+    if accept == "application/x-where":
+        try:
+            asyncio.get_running_loop()
+            return json.dumps({"on_loop": True})
+        except RuntimeError:
+            return json.dumps({"on_loop": False})
+    return prediction
+'''
+
+
+def serve(tmp_path, handler: str, env: dict | None = None, name: str = "model") -> LocalServer:
+    model_dir = serving_models.model_dir(tmp_path / name, handler)
+    return LocalServer(model_dir, env=env or {}, log_path=tmp_path / f"{name}.log")
+
+
+def ping(server) -> tuple[int, dict]:
+    status, _, body = request(server.port, "GET", "/ping", timeout=5)
+    return status, json.loads(body)
+
+
+def wait_for_file(path, server, limit: float = 20) -> None:
+    deadline = time.perf_counter() + limit
+    while not path.exists():
+        assert time.perf_counter() < deadline, server.log_text()[-2000:]
+        time.sleep(0.01)
+
+
+def test_batched_answers_split_only_the_declared_per_row_outputs(tmp_path):
+    env = {"CONVLAB_STALL_MS": "10000", "SLOW_S": "0.6"}
+    with serve(tmp_path, SPLIT, env) as server:
+        slow = threading.Thread(target=invoke, args=(server.port, images(SLOW), "application/x-npy"))
+        slow.start()
+        wait_for_file(Path(server.model_dir) / "code" / "slow", server)
+        with ThreadPoolExecutor(10) as pool:  # queued behind the slow call: one call of 10 rows
+            answers = list(pool.map(lambda m: invoke(server.port, images(m), "application/x-npy"), range(1, 11)))
+        slow.join(10)
+        calls = ping(server)[1]["batched_model_calls"]
+    for marker, (status, _, payload) in zip(range(1, 11), answers):
+        assert status == 200, payload
+        document = json.loads(payload)
+        assert document["sums"] == [4.0 * marker]
+        assert document["names"] == [f"class-{i}" for i in range(10)]
+    assert calls < 11  # they were batched
+
+    undeclared = SPLIT.replace('predict_fn.per_row_outputs = ("sums",)', "")
+    with serve(tmp_path, undeclared, name="undeclared") as server:
+        status, _, payload = invoke(server.port, images(1), "application/x-npy")
+    assert status == 500
+    assert "per_row_outputs" in json.loads(payload)["message"]
