@@ -9,11 +9,15 @@ server's own faults are 5xx.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import csv
 import json
 import logging
 import time
+import zlib
 
 import numpy as np
+from PIL import UnidentifiedImageError
 
 from . import decoders, encoders
 from .context import CUSTOM_ATTRIBUTES, RequestContext
@@ -24,6 +28,10 @@ log = logging.getLogger("convlab.serve")
 access_log = logging.getLogger("convlab.serve.access")
 
 THREAD_DECODE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop
+# What an untyped input_fn failure must be to count as the client's undecodable body (400); any
+# other exception is a fault of the server or its code (500, logged with its traceback).
+DECODING_ERRORS = (UnicodeDecodeError, json.JSONDecodeError, binascii.Error, csv.Error, zlib.error, EOFError,
+                   UnidentifiedImageError)
 DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many limits, then the connection closes
 
 
@@ -85,15 +93,14 @@ async def read_body(receive, declared: str | None, limit: int) -> bytes:
 
 
 async def decode_body(handler: Handler, body: bytes, context: RequestContext):
-    """input_fn, off the event loop for large bodies; an untyped failure becomes a 400."""
+    """input_fn, off the event loop for large bodies. Typed request errors keep their status and
+    decoding errors (DECODING_ERRORS) become a 400; anything else is raised as it is (a 500)."""
     try:
         if len(body) > THREAD_DECODE_BYTES:
             return await asyncio.get_running_loop().run_in_executor(
                 None, handler.run_input, body, context.request_content_type, context)
         return handler.run_input(body, context.request_content_type, context)
-    except Exception as exc:
-        if error_status(exc) is not None:
-            raise
+    except DECODING_ERRORS as exc:
         raise BadInput(f"input_fn could not decode the {context.request_content_type or 'untyped'} body: "
                        f"{type(exc).__name__}: {exc}") from exc
 

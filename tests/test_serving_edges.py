@@ -125,3 +125,14 @@ def test_batched_answers_split_only_the_declared_per_row_outputs(tmp_path):
         status, _, payload = invoke(server.port, images(1), "application/x-npy")
     assert status == 500
     assert "per_row_outputs" in json.loads(payload)["message"]
+
+
+def test_only_decoding_and_typed_errors_are_the_clients(tmp_path):
+    with serve(tmp_path, ANSWERS) as server:
+        for content_type, expected in (("application/x-bug", 500), ("application/x-memory", 500),
+                                       ("application/x-typed", 400), ("application/json", 400)):
+            status, _, payload = invoke(server.port, b"{not json", content_type)
+            assert status == expected, (content_type, payload)
+        assert ping(server)[0] == 200
+    log = server.log_text()
+    assert "Traceback" in log and "a key the user forgot" in log and "MemoryError" in log
