@@ -73,9 +73,9 @@ class Handler:
         return self.functions.run_predict(batch, self.model, context)
 
     def encode(self, prediction: Any, context=None) -> tuple[bytes, str]:
+        """output_fn's body and content type, by the server's rule (inference/responses.py)."""
         context = context or self.context(None)
-        body, content_type = self.functions.run_output(prediction, context.accept_header, context)
-        return (body.encode() if isinstance(body, str) else bytes(body)), content_type
+        return self.functions.respond(prediction, context.accept_header, context)
 
 
 class Endpoint:

@@ -185,14 +185,7 @@ class Invocations:
                                       f"the prediction took over {state.settings.timeout:g} s "
                                       "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
             return 504
-        result = state.handler.run_output(prediction, context.accept_header, context)
-        # output_fn returns (body, content type); a bare body goes out as the Accept type, as in
-        # sagemaker-inference's Transformer
-        payload, media = result if isinstance(result, tuple) else (result, context.accept_header)
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8")
-        elif not isinstance(payload, bytes):
-            payload = bytes(payload)
+        payload, media = state.handler.respond(prediction, context.accept_header, context)
         await respond(send, 200, payload, media, answer_headers(context))
         return 200
 

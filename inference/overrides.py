@@ -18,6 +18,7 @@ from typing import Callable
 
 from . import context as request_context
 from . import handler as builtin
+from .responses import response_of
 
 log = logging.getLogger("convlab.serve")
 
@@ -52,6 +53,10 @@ class Handler:
 
     def run_output(self, prediction, accept, context=None):
         return request_context.call(self.output_fn, (prediction, accept), context, self.context_modes["output_fn"])
+
+    def respond(self, prediction, accept, context=None) -> tuple[bytes, str]:
+        """output_fn's answer as (body bytes, content type), by the toolkit's rule (responses.py)."""
+        return response_of(self.run_output(prediction, accept, context), accept)
 
     @property
     def builtin_input(self) -> bool:

@@ -63,7 +63,7 @@ class ServingState:
         Image.new("L", (2, 2)).save(buffer, "PNG")
         context = RequestContext("image/png", "application/json", model=self.model)
         data = self.handler.run_input(buffer.getvalue(), "image/png", context)
-        self.handler.run_output(self.handler.run_predict(data, self.model), "application/json", context)
+        self.handler.respond(self.handler.run_predict(data, self.model), "application/json", context)
 
     def _inline_images(self) -> int:
         """The most images (of INLINE_SIZES) convlab's predict_fn takes on this model within

@@ -127,6 +127,21 @@ def test_batched_answers_split_only_the_declared_per_row_outputs(tmp_path):
     assert "per_row_outputs" in json.loads(payload)["message"]
 
 
+def test_output_fn_bodies_follow_the_toolkits_rule(tmp_path):
+    with serve(tmp_path, ANSWERS) as server:
+        body = images(1)
+        status, media, payload = invoke(server.port, body, "application/x-npy", "application/x-int")
+        assert status == 500 and "output_fn returned an int" in json.loads(payload)["message"], payload
+        assert invoke(server.port, body, "application/x-npy", "application/x-two") == (200, "application/x-two", b"ok")
+        assert invoke(server.port, body, "application/x-npy", "application/x-view")[2] == b"viewed"
+        status, media, payload = invoke(server.port, images(1, 2), "application/x-npy", "application/json")
+        assert (status, media, json.loads(payload)) == (200, "application/json", [4.0, 8.0])
+        status, media, payload = invoke(server.port, images(1, 2), "application/x-npy", "text/csv")
+        assert status == 200 and media.startswith("text/csv") and payload.decode().split() == ["4.0", "8.0"]
+        status, _, payload = invoke(server.port, images(1, 2), "application/x-npy", "application/x-npy")
+        assert status == 200 and np.load(io.BytesIO(payload)).tolist() == [4.0, 8.0]
+
+
 def test_only_decoding_and_typed_errors_are_the_clients(tmp_path):
     with serve(tmp_path, ANSWERS) as server:
         for content_type, expected in (("application/x-bug", 500), ("application/x-memory", 500),
