@@ -28,6 +28,7 @@ log = logging.getLogger("convlab.serve")
 access_log = logging.getLogger("convlab.serve.access")
 
 THREAD_DECODE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop
+THREAD_ENCODE_VALUES = 1024  # predictions of more values (rows x classes, ~0.7 ms of JSON) are encoded off the loop
 # What an untyped input_fn failure must be to count as the client's undecodable body (400); any
 # other exception is a fault of the server or its code (500, logged with its traceback).
 DECODING_ERRORS = (UnicodeDecodeError, json.JSONDecodeError, binascii.Error, csv.Error, zlib.error, EOFError,
@@ -105,6 +106,15 @@ async def decode_body(handler: Handler, body: bytes, context: RequestContext):
                        f"{type(exc).__name__}: {exc}") from exc
 
 
+def prediction_size(prediction) -> int:
+    """About how many values output_fn has to encode."""
+    if isinstance(prediction, np.ndarray):
+        return prediction.size
+    if isinstance(prediction, dict):
+        return sum(prediction_size(value) for value in prediction.values())
+    return len(prediction) if isinstance(prediction, (list, tuple)) else 0
+
+
 async def predict(state, data, context: RequestContext):
     """The prediction, asyncio.TimeoutError past the timeout. Row-wise predict_fn on a batch of the
     model's input shape: through the micro-batcher (MicroBatcher.predict: small calls on the event
@@ -115,6 +125,14 @@ async def predict(state, data, context: RequestContext):
         return await state.batcher.predict(data)
     return await asyncio.wait_for(state.threads.run(handler.run_predict, data, state.model, context),
                                   state.settings.timeout)
+
+
+async def encode_answer(handler: Handler, prediction, context: RequestContext) -> tuple[bytes, str]:
+    """output_fn's body and content type; off the event loop for large predictions."""
+    if prediction_size(prediction) > THREAD_ENCODE_VALUES:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, handler.respond, prediction, context.accept_header, context)
+    return handler.respond(prediction, context.accept_header, context)
 
 
 def answer_headers(context: RequestContext) -> dict | None:
@@ -185,7 +203,7 @@ class Invocations:
                                       f"the prediction took over {state.settings.timeout:g} s "
                                       "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
             return 504
-        payload, media = state.handler.respond(prediction, context.accept_header, context)
+        payload, media = await encode_answer(state.handler, prediction, context)
         await respond(send, 200, payload, media, answer_headers(context))
         return 200
 

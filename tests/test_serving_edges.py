@@ -151,3 +151,12 @@ def test_only_decoding_and_typed_errors_are_the_clients(tmp_path):
         assert ping(server)[0] == 200
     log = server.log_text()
     assert "Traceback" in log and "a key the user forgot" in log and "MemoryError" in log
+
+
+def test_large_outputs_are_encoded_off_the_event_loop(tmp_path):
+    with serve(tmp_path, ANSWERS) as server:
+        small = invoke(server.port, images(1), "application/x-npy", "application/x-where")
+        large = invoke(server.port, images(1, rows=20000), "application/x-npy", "application/x-where")
+    assert small[0] == large[0] == 200
+    assert json.loads(small[2]) == {"on_loop": True}  # small answers stay on the loop: no hand-off
+    assert json.loads(large[2]) == {"on_loop": False}
