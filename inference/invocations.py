@@ -22,6 +22,7 @@ from PIL import UnidentifiedImageError
 from . import decoders, encoders
 from .context import CUSTOM_ATTRIBUTES, RequestContext
 from .errors import BadInput, InferenceError, PayloadTooLarge
+from .model_threads import Deadline
 from .overrides import Handler
 
 log = logging.getLogger("convlab.serve")
@@ -116,15 +117,15 @@ def prediction_size(prediction) -> int:
 
 
 async def predict(state, data, context: RequestContext):
-    """The prediction, asyncio.TimeoutError past the timeout. Row-wise predict_fn on a batch of the
-    model's input shape: through the micro-batcher (MicroBatcher.predict: small calls on the event
-    loop); anything else gets one call of its own on a model thread."""
+    """The prediction by the request's deadline (else PredictionTimeout, a 504). Row-wise predict_fn
+    on a batch of the model's input shape: through the micro-batcher (MicroBatcher.predict: small
+    calls waited for on the event loop); anything else gets one call of its own on a model thread."""
     handler = state.handler
+    deadline = Deadline(asyncio.get_running_loop().time() + state.settings.timeout, state.settings.timeout)
     if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
             and data.shape[1:] == state.expected_shape()):
-        return await state.batcher.predict(data)
-    return await asyncio.wait_for(state.threads.run(handler.run_predict, data, state.model, context),
-                                  state.settings.timeout)
+        return await state.batcher.predict(data, deadline)
+    return await state.threads.run(handler.run_predict, data, state.model, context, deadline=deadline)
 
 
 async def encode_answer(handler: Handler, prediction, context: RequestContext) -> tuple[bytes, str]:
@@ -195,15 +196,8 @@ class Invocations:
                                 (time.perf_counter() - started) * 1000)
 
     async def _answer(self, send, data, context: RequestContext) -> int:
-        state = self.state
-        try:
-            prediction = await predict(state, data, context)
-        except asyncio.TimeoutError:
-            await respond_json(send, {"error": "gateway timeout", "status": 504, "message":
-                                      f"the prediction took over {state.settings.timeout:g} s "
-                                      "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
-            return 504
-        payload, media = await encode_answer(state.handler, prediction, context)
+        prediction = await predict(self.state, data, context)
+        payload, media = await encode_answer(self.state.handler, prediction, context)
         await respond(send, 200, payload, media, answer_headers(context))
         return 200
 

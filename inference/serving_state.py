@@ -31,7 +31,7 @@ class ServingState:
         self.model = None
         self.ready = False
         self.started = time.perf_counter()
-        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000, settings.timeout)
+        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000)
         self.batcher: MicroBatcher | None = None
 
     def expected_shape(self):

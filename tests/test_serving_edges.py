@@ -127,6 +127,36 @@ def test_batched_answers_split_only_the_declared_per_row_outputs(tmp_path):
     assert "per_row_outputs" in json.loads(payload)["message"]
 
 
+def test_a_timed_out_call_is_counted_once_and_answered_504(tmp_path):
+    env = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1", "HANG_S": "3"}
+    with serve(tmp_path, PLAIN, env) as server:
+        started = time.perf_counter()
+        status, _, payload = invoke(server.port, images(HANG), "application/x-npy")
+        took = time.perf_counter() - started
+        assert status == 504 and "SAGEMAKER_MODEL_SERVER_TIMEOUT" in json.loads(payload)["message"]
+        assert 0.9 < took < 2.5
+        assert ping(server)[1]["abandoned_model_calls"] == 1
+
+
+def test_a_hung_model_keeps_its_threads_bounded_and_fails_ping_until_it_recovers(tmp_path):
+    env = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "0.5", "HANG_S": "4", "CONVLAB_MODEL_THREADS": "2"}
+    with serve(tmp_path, PLAIN, env) as server:
+        assert invoke(server.port, images(1), "application/x-npy")[0] == 200
+        before = thread_count(server.process.pid)
+        started = time.perf_counter()
+        statuses = [invoke(server.port, images(HANG), "application/x-npy")[0] for _ in range(5)]
+        assert statuses == [504] * 5
+        assert thread_count(server.process.pid) - before <= 2
+        status, document = ping(server)
+        assert status == 503 and "wedged" in document["status"], document
+        while time.perf_counter() - started < 15 and ping(server)[0] != 200:
+            time.sleep(0.2)  # the hung calls return after HANG_S
+        assert ping(server)[0] == 200
+        status, _, payload = invoke(server.port, images(1), "application/x-npy")
+        assert status == 200 and json.loads(payload)["sums"] == [4.0]
+    assert "wedged" in server.log_text()
+
+
 def test_output_fn_bodies_follow_the_toolkits_rule(tmp_path):
     with serve(tmp_path, ANSWERS) as server:
         body = images(1)
@@ -151,6 +181,13 @@ def test_only_decoding_and_typed_errors_are_the_clients(tmp_path):
         assert ping(server)[0] == 200
     log = server.log_text()
     assert "Traceback" in log and "a key the user forgot" in log and "MemoryError" in log
+
+
+def test_a_timeout_raised_inside_predict_fn_is_a_500_not_the_servers_504(tmp_path):
+    with serve(tmp_path, ANSWERS) as server:
+        status, _, payload = invoke(server.port, images(TIMEOUT), "application/x-npy")
+    assert status == 500 and "feature store" in json.loads(payload)["message"], payload
+    assert "socket.timeout" in server.log_text() or "TimeoutError" in server.log_text()
 
 
 def test_large_outputs_are_encoded_off_the_event_loop(tmp_path):
