@@ -12,7 +12,7 @@ hand-off and back; a call that takes longer is then awaited like any other, so a
 blocks the loop. When the batcher is idle the requests make that call themselves
 (MicroBatcher.predict), without the queue; the leading request holds the call's slot, so it never
 runs beside another call. Every request keeps the Deadline it came with, through joining, the
-queue and requeueing.
+queue and requeueing; stop() answers every request still waiting with a 503.
 """
 from __future__ import annotations
 
@@ -102,7 +102,10 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
+        """Answer every request still waiting with ServiceUnavailable (503), then end the tasks."""
         self._stopped = True
+        for request in list(self._waiting):
+            self._fail([request], ServiceUnavailable(STOPPING))
         for task in [self._task, *self._calls]:
             if task:
                 task.cancel()

@@ -185,6 +185,8 @@ class Invocations:
             status = await self._answer(send, data, context)
         except ClientGone:
             status = 499  # logged only: nobody is left to answer
+        except asyncio.CancelledError:  # the server is stopping and can wait no longer
+            status = await self._stopping(send)
         except Exception as exc:
             status = await self._fail(send, exc)
         finally:
@@ -200,6 +202,16 @@ class Invocations:
         payload, media = await encode_answer(self.state.handler, prediction, context)
         await respond(send, 200, payload, media, answer_headers(context))
         return 200
+
+    @staticmethod
+    async def _stopping(send) -> int:
+        try:
+            await respond_json(send, {"error": "service unavailable", "status": 503, "message":
+                                      "the server stopped before the prediction was done; send the request "
+                                      "again"}, 503)
+        except Exception:  # noqa: BLE001 - the answer had started, or the connection is gone
+            log.info("a request cancelled at shutdown could not be answered")
+        return 503
 
     @staticmethod
     async def _fail(send, exc: Exception) -> int:

@@ -117,6 +117,34 @@ def test_followers_of_a_cancelled_leader_keep_their_deadline():
     assert elapsed < 2
 
 
+def test_stop_answers_every_waiting_request():
+    """stop() with a call hanging on the model thread and requests queued behind it: every one is
+    answered 503."""
+    release = threading.Event()
+
+    def hangs(batch):
+        release.wait(10)
+        return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+
+    async def body():
+        threads = ModelThreads(1, 10.0)
+        batcher = MicroBatcher(hangs, threads, timeout=30)
+        batcher.start()
+        waiting = [asyncio.ensure_future(batcher.predict(batches(1)[0]))]
+        await asyncio.sleep(0.1)  # that one is on the model thread now
+        waiting += [asyncio.ensure_future(batcher.predict(b)) for b in batches(3)[1:]]
+        await asyncio.sleep(0.1)
+        try:
+            await batcher.stop()
+            return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2)
+        finally:
+            release.set()
+            threads.stop()
+
+    results = run(body)
+    assert [getattr(result, "status", None) for result in results] == [503, 503, 503], results
+
+
 def test_a_leader_on_the_loop_and_a_thread_call_never_run_at_once():
     """One call at a time while none stalls: the request leading a call made from the event loop
     holds the same slot as a call on a model thread."""

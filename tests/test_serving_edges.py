@@ -157,6 +157,33 @@ def test_a_hung_model_keeps_its_threads_bounded_and_fails_ping_until_it_recovers
     assert "wedged" in server.log_text()
 
 
+def test_sigterm_answers_every_waiting_request(tmp_path):
+    env = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1.9", "HANG_S": "10", "CONVLAB_STALL_MS": "10000"}
+    server = serve(tmp_path, ROWS, env)
+    with server:
+        results: dict[int, object] = {}
+
+        def send(marker: float) -> None:
+            try:
+                results[marker] = invoke(server.port, images(marker), "application/x-npy")[0]
+            except (OSError, http.client.HTTPException) as exc:
+                results[marker] = exc
+
+        clients = [threading.Thread(target=send, args=(HANG,))]
+        clients[0].start()
+        wait_for_file(Path(server.model_dir) / "code" / "hanging", server)
+        clients += [threading.Thread(target=send, args=(m,)) for m in (1.0, 2.0)]
+        for client in clients[1:]:
+            client.start()
+        time.sleep(0.2)
+        code = server.stop()
+        for client in clients:
+            client.join(30)
+    assert code == 0, server.log_text()[-2000:]
+    assert sorted(results) == [1.0, 2.0, HANG]
+    assert all(status in (503, 504) for status in results.values()), results
+
+
 def test_output_fn_bodies_follow_the_toolkits_rule(tmp_path):
     with serve(tmp_path, ANSWERS) as server:
         body = images(1)
