@@ -163,7 +163,10 @@ class MicroBatcher:
             await asyncio.sleep(0)  # the requests ready in this turn of the loop join
         except asyncio.CancelledError:
             self._threads.release(slot)
-            self._fail([first], ServiceUnavailable("the request was cancelled"))
+            self._waiting.discard(first)
+            if first.timer:
+                first.timer.cancel()
+            first.future.cancel()
             self._requeue(gathering[1][1:])
             raise
         finally:
