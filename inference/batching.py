@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from .context import batch_context
 from .errors import ServiceUnavailable
 from .model_threads import STOPPING, Deadline, ModelThreads, Slot
 
@@ -66,14 +67,14 @@ def split_prediction(prediction, start: int, stop: int, rows: int, per_row=None)
 
 
 class _Request:
-    __slots__ = ("batch", "future", "timer", "deadline")
+    __slots__ = ("batch", "future", "timer", "deadline", "context")
 
-    def __init__(self, batch: np.ndarray, future: asyncio.Future, timer, deadline: Deadline | None):
-        self.batch, self.future, self.timer, self.deadline = batch, future, timer, deadline
+    def __init__(self, batch: np.ndarray, future: asyncio.Future, deadline: Deadline | None, context):
+        self.batch, self.future, self.timer, self.deadline, self.context = batch, future, None, deadline, context
 
 
 class MicroBatcher:
-    def __init__(self, predict: Callable[[np.ndarray], object], threads: ModelThreads,
+    def __init__(self, predict: Callable[[np.ndarray, object], object], threads: ModelThreads,
                  max_batch: int = 64, max_wait: float = 0.002, timeout: float | None = None, per_row=None):
         self._predict = predict
         self._threads = threads
@@ -117,26 +118,25 @@ class MicroBatcher:
     def deadline(self) -> Deadline | None:
         return Deadline(asyncio.get_running_loop().time() + self.timeout, self.timeout) if self.timeout else None
 
-    def _request(self, batch: np.ndarray, deadline: Deadline | None) -> _Request:
+    def _request(self, batch: np.ndarray, deadline: Deadline | None, context=None) -> _Request:
         if self._stopped:
             raise ServiceUnavailable(STOPPING)
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        request = _Request(batch, future, None, deadline)
+        request = _Request(batch, loop.create_future(), deadline, context)
         if deadline is not None:
             request.timer = loop.call_at(deadline.at, self._expire, request)
         self._waiting.add(request)
         return request
 
-    def submit(self, batch: np.ndarray, deadline: Deadline | None = None) -> asyncio.Future:
+    def submit(self, batch: np.ndarray, deadline: Deadline | None = None, context=None) -> asyncio.Future:
         """A future of the batch's prediction rows; it fails with PredictionTimeout at the deadline
-        (default: `timeout` from now)."""
-        request = self._request(batch, deadline or self.deadline())
+        (default: `timeout` from now). `context`: the request's, for predict_fn (batch_context)."""
+        request = self._request(batch, deadline or self.deadline(), context)
         self._queue.put_nowait(request)
         self._wakeup.set()
         return request.future
 
-    async def predict(self, batch: np.ndarray, deadline: Deadline | None = None):
+    async def predict(self, batch: np.ndarray, deadline: Deadline | None = None, context=None):
         """The batch's prediction rows. A small batch while no model call runs and nothing is
         queued is predicted by the request itself (no queue, no batcher task): the first such
         request takes the slot and leads, lets the requests ready in the same loop turn join it
@@ -145,19 +145,19 @@ class MicroBatcher:
         deadline = deadline or self.deadline()
         gathering = self._gathering
         if gathering is not None and gathering[0] + len(batch) <= self.inline_images:
-            request = self._request(batch, deadline)
+            request = self._request(batch, deadline, context)
             gathering[0] += len(batch)
             gathering[1].append(request)
             return await request.future
         if len(batch) > self.inline_images or self._threads.running or not self._queue.empty():
-            return await self.submit(batch, deadline)
+            return await self.submit(batch, deadline, context)
         slot = self._threads.try_acquire()
         if slot is None:
-            return await self.submit(batch, deadline)
-        return await self._lead(slot, batch, deadline)
+            return await self.submit(batch, deadline, context)
+        return await self._lead(slot, batch, deadline, context)
 
-    async def _lead(self, slot: Slot, batch: np.ndarray, deadline: Deadline | None):
-        first = self._request(batch, deadline)
+    async def _lead(self, slot: Slot, batch: np.ndarray, deadline: Deadline | None, context):
+        first = self._request(batch, deadline, context)
         gathering = self._gathering = [len(batch), [first]]
         try:
             await asyncio.sleep(0)  # the requests ready in this turn of the loop join
@@ -221,7 +221,7 @@ class MicroBatcher:
         """One model call for `requests`: waited for on the loop up to INLINE_WAIT when `inline`,
         else (or when it takes longer) by a task of its own."""
         batch = _stacked(requests)
-        future = self._threads.start(slot, self._predict, batch)
+        future = self._threads.start(slot, self._predict, batch, batch_context([r.context for r in requests]))
         if inline:
             started = time.perf_counter()
             returned = self._threads.returned_within(slot, future, INLINE_WAIT)

@@ -83,6 +83,8 @@ def batch_context(contexts: list, model=None) -> RequestContext | None:
         value = getattr(contexts[0], name, None)
         return value if all(getattr(c, name, None) == value for c in contexts[1:]) else None
 
+    if all(c is None for c in contexts):
+        return None
     return RequestContext(shared("request_content_type"), shared("accept_header"), shared("custom_attributes"),
                           model=model if model is not None else shared("model"))
 

@@ -124,7 +124,7 @@ async def predict(state, data, context: RequestContext):
     deadline = Deadline(asyncio.get_running_loop().time() + state.settings.timeout, state.settings.timeout)
     if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
             and data.shape[1:] == state.expected_shape()):
-        return await state.batcher.predict(data, deadline)
+        return await state.batcher.predict(data, deadline, context)
     return await state.threads.run(handler.run_predict, data, state.model, context, deadline=deadline)
 
 

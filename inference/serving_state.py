@@ -85,5 +85,8 @@ class ServingState:
         log.info("model calls of up to %d image(s) run on the event loop when no other call runs", fitting)
         return fitting
 
-    def predict_batch(self, batch: np.ndarray):
-        return self.handler.predict_fn(batch, self.model)
+    def predict_batch(self, batch: np.ndarray, context: RequestContext | None = None):
+        """predict_fn on stacked requests, with their batch_context (current() while it runs)."""
+        if context is None:
+            return self.handler.predict_fn(batch, self.model)
+        return self.handler.run_predict(batch, self.model, context)

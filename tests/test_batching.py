@@ -14,7 +14,7 @@ from inference.model_threads import ModelThreads
 
 
 def row_sums(calls: list):
-    def predict(batch: np.ndarray) -> np.ndarray:
+    def predict(batch: np.ndarray, context=None) -> np.ndarray:
         calls.append(len(batch))
         return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
     return predict
@@ -90,7 +90,7 @@ def test_followers_of_a_cancelled_leader_keep_their_deadline():
     out at their own deadline, though the call they end up in hangs."""
     release = threading.Event()
 
-    def hangs(batch):
+    def hangs(batch, context=None):
         release.wait(10)
         return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
 
@@ -122,7 +122,7 @@ def test_stop_answers_every_waiting_request():
     answered 503."""
     release = threading.Event()
 
-    def hangs(batch):
+    def hangs(batch, context=None):
         release.wait(10)
         return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
 
@@ -151,7 +151,7 @@ def test_a_leader_on_the_loop_and_a_thread_call_never_run_at_once():
     lock = threading.Lock()
     active, peak = [0], [0]
 
-    def counted(batch):
+    def counted(batch, context=None):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])

@@ -34,6 +34,24 @@ def output_fn(prediction, accept):
     return json.dumps({"sums": prediction["sums"], "names": names}), "application/json"
 '''
 
+SEEN = '''
+from inference.context import current
+
+
+def predict_fn(data, model):
+    context = current()
+    seen = context is not None and context.model is model and context.request_content_type == "application/x-npy"
+    return {"sums": behave(data), "context": np.array([seen] * len(data))}
+
+
+predict_fn.row_wise = True
+predict_fn.per_row_outputs = ("sums", "context")
+
+
+def output_fn(prediction, accept):
+    return json.dumps({key: value.tolist() for key, value in prediction.items()}), "application/json"
+'''
+
 PLAIN = '''
 def predict_fn(data, model):
     return behave(data)
@@ -125,6 +143,21 @@ def test_batched_answers_split_only_the_declared_per_row_outputs(tmp_path):
         status, _, payload = invoke(server.port, images(1), "application/x-npy")
     assert status == 500
     assert "per_row_outputs" in json.loads(payload)["message"]
+
+
+def test_predict_fn_gets_the_context_in_batched_calls_too(tmp_path):
+    env = {"CONVLAB_STALL_MS": "10000", "SLOW_S": "0.6"}
+    with serve(tmp_path, SEEN, env) as server:
+        slow = threading.Thread(target=invoke, args=(server.port, images(SLOW), "application/x-npy"))
+        slow.start()
+        wait_for_file(Path(server.model_dir) / "code" / "slow", server)
+        with ThreadPoolExecutor(4) as pool:  # queued behind the slow call: batched together
+            answers = list(pool.map(lambda m: invoke(server.port, images(m), "application/x-npy"), range(1, 5)))
+        slow.join(10)
+        calls = ping(server)[1]["batched_model_calls"]
+    assert [json.loads(payload) for _, _, payload in answers] == [{"sums": [4.0 * m], "context": [True]}
+                                                                  for m in range(1, 5)]
+    assert calls < 5
 
 
 def test_a_timed_out_call_is_counted_once_and_answered_504(tmp_path):
