@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Callable
 
 import numpy as np
@@ -222,18 +221,15 @@ class MicroBatcher:
         else (or when it takes longer) by a task of its own."""
         batch = _stacked(requests)
         future = self._threads.start(slot, self._predict, batch, batch_context([r.context for r in requests]))
-        if inline:
-            started = time.perf_counter()
-            returned = self._threads.returned_within(slot, future, INLINE_WAIT)
-            self._timed(started, len(batch), returned)
-            if returned:
-                self._settle(requests, batch, future)
-                return
-        task = asyncio.get_running_loop().create_task(self._finish(slot, requests, batch, future))
+        if inline and self._threads.returned_within(slot, future, INLINE_WAIT):
+            self._timed(future, len(batch))
+            self._settle(requests, batch, future)
+            return
+        task = asyncio.get_running_loop().create_task(self._finish(slot, requests, batch, future, inline))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
-    async def _finish(self, slot: Slot, requests: list, batch: np.ndarray, future) -> None:
+    async def _finish(self, slot: Slot, requests: list, batch: np.ndarray, future, inline: bool = False) -> None:
         deadlines = [request.deadline for request in requests]
         latest = None if None in deadlines else max(deadlines, key=lambda d: d.at)  # nobody waits after it
         try:
@@ -241,13 +237,16 @@ class MicroBatcher:
         except Exception as exc:  # the deadline or stop(): handed to every waiting request
             self._fail(requests, exc)
             return
+        if inline:
+            self._timed(future, len(batch))
         self._settle(requests, batch, future)
 
-    def _timed(self, started: float, images: int, returned: bool) -> None:
-        """SLOW_CALLS inline calls in a row slower than INLINE_WAIT (not one call that another
-        process's load delayed) halve what runs inline from then on."""
-        elapsed = time.perf_counter() - started
-        self._slow_inline = self._slow_inline + 1 if not returned or elapsed > INLINE_WAIT else 0
+    def _timed(self, future, images: int) -> None:
+        """SLOW_CALLS inline calls in a row whose predict_fn took longer than INLINE_WAIT (not one
+        call that another process's load delayed, nor a thread that started late) halve what is
+        waited for on the loop from then on."""
+        slow = getattr(future, "seconds", 0.0) > INLINE_WAIT
+        self._slow_inline = self._slow_inline + 1 if slow else 0
         if self._slow_inline >= SLOW_CALLS:
             self._slow_inline = 0
             self.inline_images //= 2

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
@@ -56,14 +57,20 @@ class _Worker:
         self._jobs.put(None)
 
     def _loop(self) -> None:
+        """Each call's future gets `seconds`, the time the call itself took, before its outcome."""
         while (job := self._jobs.get()) is not None:
             function, args, future = job
             if not future.set_running_or_notify_cancel():
                 continue
+            started = time.perf_counter()
             try:
-                future.set_result(function(*args))
+                result = function(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting requests
+                future.seconds = time.perf_counter() - started
                 future.set_exception(exc)
+            else:
+                future.seconds = time.perf_counter() - started
+                future.set_result(result)
 
 
 class Slot:
