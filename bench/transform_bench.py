@@ -144,7 +144,7 @@ def model_only(handler, bodies: list[bytes], batch_size: int, repeats: int = 2) 
             stacked = np.concatenate(decoded)
             prediction = handler.predict(stacked)
             for row, context in enumerate(contexts):
-                handler.encode(split_prediction(prediction, row, row + 1, len(stacked)), context)
+                handler.encode(split_prediction(prediction, row, row + 1, len(stacked), handler.per_row), context)
         best = min(best, time.perf_counter() - started)
     return best
 

@@ -16,7 +16,9 @@ from deploy.errors import AwsCallError, DeployError, Refusal, StepFailed
 
 log = logging.getLogger(__name__)
 
-# The account refusing a step, in four classes; only these make the chain fall back.
+# The account refusing a step, in four classes; only these make the chain fall back. An HTTP 403
+# alone is not one (bad or expired credentials are answered 403 too); "403" is the code botocore
+# gives S3's bodiless HEAD answers, which are refusals.
 DENIED_CODES = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "403"}
 QUOTA_CODES = {"ResourceLimitExceeded", "ServiceQuotaExceededException"}
 CAPACITY_CODES = {"InsufficientCapacity", "InsufficientCapacityError", "InsufficientInstanceCapacity",
@@ -98,10 +100,10 @@ def error_message(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Message", str(exc)))
 
 
-def refusal_kind(code: str, message: str, http_status: int | None = None) -> str | None:
+def refusal_kind(code: str, message: str) -> str | None:
     """"denied", "quota", "capacity" or "instance type" when an AWS error means the account
-    refuses the step here; None for anything else (a bad argument, a failure, a bug)."""
-    if code in DENIED_CODES or http_status == 403 or DENIED_MESSAGE.search(message):
+    refuses the step here; None for anything else (a bad argument, bad credentials, a failure, a bug)."""
+    if code in DENIED_CODES or DENIED_MESSAGE.search(message):
         return "denied"
     if code in QUOTA_CODES or QUOTA_MESSAGE.search(message):
         return "quota"
@@ -125,8 +127,7 @@ def failure_refusal_kind(reason: str) -> str | None:
 
 
 def is_refusal(exc: ClientError) -> bool:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return refusal_kind(error_code(exc), error_message(exc), status) is not None
+    return refusal_kind(error_code(exc), error_message(exc)) is not None
 
 
 def triage(exc: ClientError, operation: str) -> DeployError:

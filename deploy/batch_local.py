@@ -22,7 +22,8 @@ from deploy.invokers import Handler
 from deploy.records import TransformOptions
 from deploy.stores import Item
 from deploy.transform import Answer, Failure, assembled, failure_of, in_order, read_requests
-from inference.batching import split_prediction
+from inference.batching import RowSplitError, split_prediction
+from inference.context import batch_context
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _answer_batch(handler: Handler, batch: list[_Request]) -> None:
         return
     try:
         stacked = batch[0].data if len(batch) == 1 else np.concatenate([r.data for r in batch])
-        prediction = handler.predict(stacked)
+        prediction = handler.predict(stacked, batch_context([r.context for r in batch], handler.model))
     except Exception as exc:  # noqa: BLE001 - isolate the request that breaks the batch
         if len(batch) == 1:
             batch[0].error = failure_of(batch[0].item, "predict", exc)
@@ -135,8 +136,12 @@ def _answer_batch(handler: Handler, batch: list[_Request]) -> None:
     start = 0
     for request in batch:
         count = len(request.data)
-        _encode(handler, request,
-                split_prediction(prediction, start, start + count, len(stacked)) if len(batch) > 1 else prediction)
+        try:
+            rows = split_prediction(prediction, start, start + count, len(stacked), handler.per_row)
+        except RowSplitError as exc:
+            request.error = failure_of(request.item, "predict", exc)
+        else:
+            _encode(handler, request, rows)
         start += count
 
 

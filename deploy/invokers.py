@@ -52,6 +52,7 @@ class Handler:
         except UserModuleError as exc:
             raise TransformError(str(exc)) from None
         self.row_wise = self.functions.row_wise
+        self.per_row = self.functions.per_row_outputs
         self.shape = getattr(getattr(self.model, "preprocessing", None), "shape", None)
 
     def context(self, content_type: str | None, accept: str | None = None):
@@ -72,9 +73,9 @@ class Handler:
         return self.functions.run_predict(batch, self.model, context)
 
     def encode(self, prediction: Any, context=None) -> tuple[bytes, str]:
+        """output_fn's body and content type, by the server's rule (inference/responses.py)."""
         context = context or self.context(None)
-        body, content_type = self.functions.run_output(prediction, context.accept_header, context)
-        return (body.encode() if isinstance(body, str) else bytes(body)), content_type
+        return self.functions.respond(prediction, context.accept_header, context)
 
 
 class Endpoint:

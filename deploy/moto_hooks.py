@@ -76,13 +76,14 @@ def sagemaker_backend(response: Any) -> Any:
     return sagemaker_backends[response.current_account][response.region]
 
 
-def json_error(code: str, message: str) -> tuple[int, dict[str, str], str]:
-    """An AWS JSON-protocol error as moto answers it: (status, headers, body)."""
+def json_error(code: str, message: str, status: int | None = None) -> tuple[int, dict[str, str], str]:
+    """An AWS JSON-protocol error as moto answers it: (status, headers, body); `status` replaces
+    moto's 400."""
     from moto.core.exceptions import JsonRESTError
 
     error = JsonRESTError(code, message)
     headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amzn-ErrorType": code}
-    return error.code, headers, error.get_body()
+    return status or error.code, headers, error.get_body()
 
 
 def cache_module_listing() -> None:

@@ -72,16 +72,17 @@ class Sandbox:
                 "AWS_REGION": self.region, "SAGEMAKER_VALIDATE_ROLE": "false", **DUMMY_CREDENTIALS}
 
     def deny(self, *actions: str, message: str | None = None,
-             code: str = "AccessDeniedException") -> Denial:
+             code: str = "AccessDeniedException", status: int | None = None) -> Denial:
         """Refuse `actions` with `code` (default AccessDeniedException) and `message` (default:
-        the lab account's explicit-deny message), as the account's policy or quota would."""
+        the lab account's explicit-deny message), as the account's policy or quota would; `status`
+        is the HTTP status (default moto's 400)."""
         if not actions:
             raise SandboxError("deny() needs at least one operation name, e.g. CreateEndpointConfig")
         names = tuple(normalize_action(a) for a in actions)
         with LOCK:
             policy = POLICIES.setdefault(self.port, {})
             for name in names:
-                policy[name] = (code, message)
+                policy[name] = (code, message, status)
         log.info("sandbox denies %s", ", ".join(names))
         return Denial(self, names)
 

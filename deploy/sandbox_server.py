@@ -20,7 +20,7 @@ _VERBS = ("Create", "Delete", "Describe", "Update", "Stop", "Start", "List", "In
 
 LOCK = threading.Lock()
 # port -> {"sagemaker:Action": (error code, message or None for the lab's explicit-deny message)}
-POLICIES: dict[int, dict[str, tuple[str, str | None]]] = {}
+POLICIES: dict[int, dict[str, tuple[str, str | None, int | None]]] = {}
 # port -> {"sagemaker:CreateEndpoint": (status, FailureReason)}: what that call creates ends so
 FAILURES: dict[int, dict[str, tuple[str, str]]] = {}
 # operation -> (name parameter, moto backend collection, status attribute)
@@ -112,11 +112,11 @@ def _refusal(response: Any) -> tuple[int, dict[str, str], str] | None:
         return None
     params = _params(response)
     account, region = response.current_account, response.region
-    code, message = policy[action]
+    code, message, status = policy[action]
     message = message or lab_deny_message(
         action, _resource_arn(action, params, response.parsed_url.path, account, region), account)
     log.info("sandbox refused %s with %s", action, code)
-    return json_error(code, message)
+    return json_error(code, message, status)
 
 
 def _not_implemented(response: Any) -> tuple[int, dict[str, str], str]:

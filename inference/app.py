@@ -7,7 +7,7 @@ are answered 4xx with a JSON body naming the problem (415 content type, 413 payl
 400 input); only the server's own faults are 5xx. Each request's context (context.py) carries its X-Amzn-SageMaker-Custom-Attributes to the handler;
 custom attributes the handler sets go back as that response header. Predictions run on model
 threads (model_threads.py): a prediction past the timeout is answered 504 and does not hold up
-the requests after it.
+the requests after it; a model whose calls hang makes /ping answer 503.
 """
 from __future__ import annotations
 
@@ -53,12 +53,17 @@ def json_response(document: dict, status: int, headers: dict | None = None) -> R
 
 
 async def ping(request: Request) -> Response:
+    """200 once the model is ready; 503 while it loads, and while it is wedged (model_threads.py),
+    so that SageMaker stops routing requests to it."""
     state: ServingState = request.app.state.serving
     if state.ready:
-        batcher = state.batcher
-        return json_response({"status": "ready", "model": getattr(state.model, "info", {}),
-                              "batched_model_calls": batcher.calls, "batched_images": batcher.images,
-                              "abandoned_model_calls": state.threads.abandoned}, 200)
+        batcher, wedged = state.batcher, state.threads.wedged
+        document = {"status": "wedged" if wedged else "ready", "model": getattr(state.model, "info", {}),
+                    "batched_model_calls": batcher.calls, "batched_images": batcher.images,
+                    "abandoned_model_calls": state.threads.abandoned}
+        if wedged:
+            document["reason"] = wedged
+        return json_response(document, 503 if wedged else 200)
     return json_response({"status": "loading"}, 503)
 
 
@@ -90,7 +95,7 @@ def build_app(settings: ServeSettings, on_fatal: Callable[[], None] | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state.batcher = MicroBatcher(state.predict_batch, state.threads, settings.max_batch,
-                                     settings.batch_wait_ms / 1000, settings.timeout)
+                                     settings.batch_wait_ms / 1000, settings.timeout, handler.per_row_outputs)
         state.batcher.start()
         loading = None
         if load_in_background:

@@ -73,6 +73,23 @@ class RequestContext:
         return {CUSTOM_ATTRIBUTES: value}
 
 
+def batch_context(contexts: list, model=None) -> RequestContext | None:
+    """The context of one predict_fn call for several requests: the model, and the content type,
+    Accept and custom attributes the requests share (None where they differ); one request's own
+    context when there is one."""
+    if len(contexts) == 1:
+        return contexts[0]
+
+    def shared(name: str):
+        value = getattr(contexts[0], name, None)
+        return value if all(getattr(c, name, None) == value for c in contexts[1:]) else None
+
+    if all(c is None for c in contexts):
+        return None
+    return RequestContext(shared("request_content_type"), shared("accept_header"), shared("custom_attributes"),
+                          model=model if model is not None else shared("model"))
+
+
 def current() -> RequestContext | None:
     """The context of the handler call running in this thread or task, if any."""
     return _current.get()

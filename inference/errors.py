@@ -60,5 +60,19 @@ class UnsupportedContentType(InferenceError):
     reason = "unsupported media type"
 
 
+class ServiceUnavailable(InferenceError):
+    """The server cannot answer now: it is stopping, or the model is wedged."""
+
+    status = 503
+    reason = "service unavailable"
+
+
+class PredictionTimeout(InferenceError):
+    """The prediction was not done by the request's deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT)."""
+
+    status = 504
+    reason = "gateway timeout"
+
+
 class ModelLoadError(Exception):
     """The model_dir is missing a file or holds one that cannot be read; raised at start-up."""

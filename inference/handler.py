@@ -142,8 +142,10 @@ def predict_fn(data, model):
     return {"probabilities": probabilities, "classes": classes}
 
 
-# Each output row depends on its input row only: the server may batch requests together.
+# Each output row depends on its input row only: the server may batch requests together, and
+# splits the answer's per-row outputs among them (the class names go to every request).
 predict_fn.row_wise = True
+predict_fn.per_row_outputs = ("probabilities",)
 
 
 def output_fn(prediction, accept, context=None):

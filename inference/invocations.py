@@ -9,21 +9,31 @@ server's own faults are 5xx.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import csv
 import json
 import logging
 import time
+import zlib
 
 import numpy as np
+from PIL import UnidentifiedImageError
 
 from . import decoders, encoders
 from .context import CUSTOM_ATTRIBUTES, RequestContext
 from .errors import BadInput, InferenceError, PayloadTooLarge
+from .model_threads import Deadline
 from .overrides import Handler
 
 log = logging.getLogger("convlab.serve")
 access_log = logging.getLogger("convlab.serve.access")
 
 THREAD_DECODE_BYTES = 256 * 1024  # larger bodies are decoded off the event loop
+THREAD_ENCODE_VALUES = 1024  # predictions of more values (rows x classes, ~0.7 ms of JSON) are encoded off the loop
+# What an untyped input_fn failure must be to count as the client's undecodable body (400); any
+# other exception is a fault of the server or its code (500, logged with its traceback).
+DECODING_ERRORS = (UnicodeDecodeError, json.JSONDecodeError, binascii.Error, csv.Error, zlib.error, EOFError,
+                   UnidentifiedImageError)
 DRAIN_FACTOR = 8  # an oversized body is read (and dropped) up to this many limits, then the connection closes
 
 
@@ -85,29 +95,45 @@ async def read_body(receive, declared: str | None, limit: int) -> bytes:
 
 
 async def decode_body(handler: Handler, body: bytes, context: RequestContext):
-    """input_fn, off the event loop for large bodies; an untyped failure becomes a 400."""
+    """input_fn, off the event loop for large bodies. Typed request errors keep their status and
+    decoding errors (DECODING_ERRORS) become a 400; anything else is raised as it is (a 500)."""
     try:
         if len(body) > THREAD_DECODE_BYTES:
             return await asyncio.get_running_loop().run_in_executor(
                 None, handler.run_input, body, context.request_content_type, context)
         return handler.run_input(body, context.request_content_type, context)
-    except Exception as exc:
-        if error_status(exc) is not None:
-            raise
+    except DECODING_ERRORS as exc:
         raise BadInput(f"input_fn could not decode the {context.request_content_type or 'untyped'} body: "
                        f"{type(exc).__name__}: {exc}") from exc
 
 
+def prediction_size(prediction) -> int:
+    """About how many values output_fn has to encode."""
+    if isinstance(prediction, np.ndarray):
+        return prediction.size
+    if isinstance(prediction, dict):
+        return sum(prediction_size(value) for value in prediction.values())
+    return len(prediction) if isinstance(prediction, (list, tuple)) else 0
+
+
 async def predict(state, data, context: RequestContext):
-    """The prediction, asyncio.TimeoutError past the timeout. Row-wise predict_fn on a batch of the
-    model's input shape: through the micro-batcher (MicroBatcher.predict: small calls on the event
-    loop); anything else gets one call of its own on a model thread."""
+    """The prediction by the request's deadline (else PredictionTimeout, a 504). Row-wise predict_fn
+    on a batch of the model's input shape: through the micro-batcher (MicroBatcher.predict: small
+    calls waited for on the event loop); anything else gets one call of its own on a model thread."""
     handler = state.handler
+    deadline = Deadline(asyncio.get_running_loop().time() + state.settings.timeout, state.settings.timeout)
     if (handler.row_wise and isinstance(data, np.ndarray) and data.ndim == 4
             and data.shape[1:] == state.expected_shape()):
-        return await state.batcher.predict(data)
-    return await asyncio.wait_for(state.threads.run(handler.run_predict, data, state.model, context),
-                                  state.settings.timeout)
+        return await state.batcher.predict(data, deadline, context)
+    return await state.threads.run(handler.run_predict, data, state.model, context, deadline=deadline)
+
+
+async def encode_answer(handler: Handler, prediction, context: RequestContext) -> tuple[bytes, str]:
+    """output_fn's body and content type; off the event loop for large predictions."""
+    if prediction_size(prediction) > THREAD_ENCODE_VALUES:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, handler.respond, prediction, context.accept_header, context)
+    return handler.respond(prediction, context.accept_header, context)
 
 
 def answer_headers(context: RequestContext) -> dict | None:
@@ -159,6 +185,8 @@ class Invocations:
             status = await self._answer(send, data, context)
         except ClientGone:
             status = 499  # logged only: nobody is left to answer
+        except asyncio.CancelledError:  # the server is stopping and can wait no longer
+            status = await self._stopping(send)
         except Exception as exc:
             status = await self._fail(send, exc)
         finally:
@@ -170,24 +198,20 @@ class Invocations:
                                 (time.perf_counter() - started) * 1000)
 
     async def _answer(self, send, data, context: RequestContext) -> int:
-        state = self.state
-        try:
-            prediction = await predict(state, data, context)
-        except asyncio.TimeoutError:
-            await respond_json(send, {"error": "gateway timeout", "status": 504, "message":
-                                      f"the prediction took over {state.settings.timeout:g} s "
-                                      "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}, 504)
-            return 504
-        result = state.handler.run_output(prediction, context.accept_header, context)
-        # output_fn returns (body, content type); a bare body goes out as the Accept type, as in
-        # sagemaker-inference's Transformer
-        payload, media = result if isinstance(result, tuple) else (result, context.accept_header)
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8")
-        elif not isinstance(payload, bytes):
-            payload = bytes(payload)
+        prediction = await predict(self.state, data, context)
+        payload, media = await encode_answer(self.state.handler, prediction, context)
         await respond(send, 200, payload, media, answer_headers(context))
         return 200
+
+    @staticmethod
+    async def _stopping(send) -> int:
+        try:
+            await respond_json(send, {"error": "service unavailable", "status": 503, "message":
+                                      "the server stopped before the prediction was done; send the request "
+                                      "again"}, 503)
+        except Exception:  # noqa: BLE001 - the answer had started, or the connection is gone
+            log.info("a request cancelled at shutdown could not be answered")
+        return 503
 
     @staticmethod
     async def _fail(send, exc: Exception) -> int:

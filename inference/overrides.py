@@ -18,6 +18,7 @@ from typing import Callable
 
 from . import context as request_context
 from . import handler as builtin
+from .responses import response_of
 
 log = logging.getLogger("convlab.serve")
 
@@ -53,6 +54,10 @@ class Handler:
     def run_output(self, prediction, accept, context=None):
         return request_context.call(self.output_fn, (prediction, accept), context, self.context_modes["output_fn"])
 
+    def respond(self, prediction, accept, context=None) -> tuple[bytes, str]:
+        """output_fn's answer as (body bytes, content type), by the toolkit's rule (responses.py)."""
+        return response_of(self.run_output(prediction, accept, context), accept)
+
     @property
     def builtin_input(self) -> bool:
         return self.input_fn is builtin.input_fn
@@ -72,6 +77,13 @@ class Handler:
         """True when predict_fn declares that each output row depends on its input row only, so
         requests may be batched together on the way to the model."""
         return bool(getattr(self.predict_fn, "row_wise", False)) and self.context_modes["predict_fn"] is None
+
+    @property
+    def per_row_outputs(self) -> tuple | None:
+        """The keys of a row-wise predict_fn's dict answer that hold one row per input image
+        (predict_fn.per_row_outputs); the batcher splits those and nothing else."""
+        keys = getattr(self.predict_fn, "per_row_outputs", None)
+        return (keys,) if isinstance(keys, str) else tuple(keys) if keys else None
 
 
 def user_module_path(model_dir) -> Path:

@@ -31,7 +31,7 @@ class ServingState:
         self.model = None
         self.ready = False
         self.started = time.perf_counter()
-        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000, settings.timeout)
+        self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000)
         self.batcher: MicroBatcher | None = None
 
     def expected_shape(self):
@@ -63,7 +63,7 @@ class ServingState:
         Image.new("L", (2, 2)).save(buffer, "PNG")
         context = RequestContext("image/png", "application/json", model=self.model)
         data = self.handler.run_input(buffer.getvalue(), "image/png", context)
-        self.handler.run_output(self.handler.run_predict(data, self.model), "application/json", context)
+        self.handler.respond(self.handler.run_predict(data, self.model), "application/json", context)
 
     def _inline_images(self) -> int:
         """The most images (of INLINE_SIZES) convlab's predict_fn takes on this model within
@@ -85,5 +85,8 @@ class ServingState:
         log.info("model calls of up to %d image(s) run on the event loop when no other call runs", fitting)
         return fitting
 
-    def predict_batch(self, batch: np.ndarray):
-        return self.handler.predict_fn(batch, self.model)
+    def predict_batch(self, batch: np.ndarray, context: RequestContext | None = None):
+        """predict_fn on stacked requests, with their batch_context (current() while it runs)."""
+        if context is None:
+            return self.handler.predict_fn(batch, self.model)
+        return self.handler.run_predict(batch, self.model, context)

@@ -60,8 +60,9 @@ def aws(moto_server: Sandbox) -> Sandbox:
 def deny_operations(moto_server: Sandbox) -> Iterator[Callable[..., Denial]]:
     denials: list[Denial] = []
 
-    def deny(*operations: str, message: str | None = None, code: str = "AccessDeniedException") -> Denial:
-        denial = moto_server.deny(*operations, message=message, code=code)
+    def deny(*operations: str, message: str | None = None, code: str = "AccessDeniedException",
+             status: int | None = None) -> Denial:
+        denial = moto_server.deny(*operations, message=message, code=code, status=status)
         denials.append(denial)
         return denial
 

@@ -135,6 +135,16 @@ def test_a_validation_error_that_is_not_about_the_instance_type_stops(aws, deny_
     assert written_result(tmp_path)["refusals"] == []
 
 
+def test_an_http_403_without_a_refusal_code_stops(aws, deny_operations, archive, images_dir, tmp_path):
+    """A 403 is not an account refusal by itself: bad or expired credentials are answered 403 too,
+    and another way to serve would fail the same. Only the refusal codes fall back."""
+    deny_operations("CreateEndpointConfig", code="UnrecognizedClientException", status=403,
+                    message="The security token included in the request is invalid.")
+    with pytest.raises(AwsCallError, match="CreateEndpointConfig failed: UnrecognizedClientException"):
+        deploy(options(archive, images_dir, tmp_path))
+    assert written_result(tmp_path)["refusals"] == []
+
+
 def test_deploy_command_says_in_one_line_why_it_stopped(aws, deny_operations, archive, images_dir, tmp_path,
                                                         capsys):
     deny_operations("CreateEndpointConfig")

@@ -155,6 +155,7 @@ def predict_fn(data, model):
 
 
 predict_fn.row_wise = True
+predict_fn.per_row_outputs = ("probabilities",)
 '''
 
 
