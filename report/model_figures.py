@@ -19,13 +19,14 @@ from pathlib import Path
 from training.experiments.records import write_json_atomic
 
 from . import inside
+from .new_photos import new_photos
 
 log = logging.getLogger(__name__)
 
 FOLDER = "model_figures"
 MANIFEST = "model_figures.json"
 FILES = {"filters": "cnn_filters.png", "feature_maps": "cnn_feature_maps.png", "grad_cam": "cnn_grad_cam.png",
-         "misclassified": "misclassified.png"}
+         "misclassified": "misclassified.png", "new_photos": "new_photos.png"}
 
 
 def _kept(runs: Path, run_id: str) -> bool:
@@ -83,12 +84,13 @@ def write_model_figures(runs: Path, record: dict, channels: dict[str, str], show
     layer = inside.block_ends(model)[-1]
     inside.grad_cam_figure(images[picks], heat, titles, layer, folder / FILES["grad_cam"])
     _, mistakes = inside.misclassified(images, labels, probabilities, classes, folder / FILES["misclassified"])
+    photos = new_photos(runs / "models" / record["run_id"], images, labels, classes, folder / FILES["new_photos"])
     manifest = {
         "run_id": record["run_id"], "seed": int(record["seed"]), "model_type": record["model_type"], "shown": shown,
         "test_images": int(len(labels)), "rescored_accuracy": round(float((predicted == labels).mean()), 6),
         "mistakes": int(mistakes), "block_sizes": sizes, "grad_cam_layer": layer,
         "per_class_images": [{"class": name, "test_index": int(i)} for name, i in zip(names, picks)],
-        "figures": dict(FILES),
+        "new_photos": photos, "figures": dict(FILES),
     }
     write_json_atomic(folder / MANIFEST, manifest)
     log.info("model figures of %s written to %s", record["run_id"], folder)

@@ -195,4 +195,25 @@ def inside_section(record: dict, manifest: dict, paths: dict[str, str]) -> list:
         Figure(paths["misclassified"],
                f"The most confident of the {manifest['mistakes']:,} test images (of {manifest['test_images']:,}) "
                "this model gets wrong, with its prediction and probability."),
+        *new_photos_section(manifest, paths),
+    ]
+
+
+def new_photos_section(manifest: dict, paths: dict[str, str]) -> list:
+    """The model on photo-like versions of test images, against the same images as tiles."""
+    photos = manifest.get("new_photos")
+    if not photos or "new_photos" not in paths:
+        return []
+    return [
+        Heading("New photos"),
+        Paragraph(f"The same model on the first {photos['images']:,} test images shown the way a phone photo "
+                  "shows a garment: on a light background, tinted, off-centre, in a wider-than-tall frame, as a "
+                  f"JPEG (convlab/photos.py, seed {photos['seed']}). Served through the handler every serving path "
+                  f"shares: {100 * photos['photo']:.2f} % right on the photos, against {100 * photos['plain']:.2f} % "
+                  f"on the same images as plain tiles ({photos['photo'] / photos['plain']:.2f}x). With the photo "
+                  f"mapping turned off (photo_mapping=off) the photos score {100 * photos['photo_unmapped']:.2f} %: "
+                  "the handler maps a photo into the data set's form (object found against its background, "
+                  "cropped, centred, resized, background polarity matched) before the model sees it."),
+        Figure(paths["new_photos"], "Photo-like test images, one per class, with the class the served model "
+                                    "gives each."),
     ]

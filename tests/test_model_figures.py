@@ -12,7 +12,7 @@ SMALL = {"epochs": 1, "batch_size": 64, "filters": 8, "dense": "32", "max_train_
          "max_test_samples": 300}
 SPEC = {"name": "baseline", "title": "MLP vs CNN", "factor": "model", "seeds": 1, "base_overrides": SMALL,
         "settings": [{"label": "MLP", "model": "mlp"}, {"label": "CNN", "model": "cnn"}]}
-NAMES = ("cnn_filters.png", "cnn_feature_maps.png", "cnn_grad_cam.png", "misclassified.png")
+NAMES = ("cnn_filters.png", "cnn_feature_maps.png", "cnn_grad_cam.png", "misclassified.png", "new_photos.png")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,11 @@ def test_the_report_draws_the_base_cnns_figures_from_its_kept_model(cnn_runs, tm
     assert f"The CNN shown is run `{run_id}` (seed 0), the base CNN's recorded run with the highest validation " \
            "accuracy whose model was kept" in readme
     assert f"The most confident of the {manifest['mistakes']:,} test images (of 300)" in readme
+    photos = manifest["new_photos"]
+    assert photos["images"] == 300 and 0.0 <= photos["photo_unmapped"] <= 1.0
+    # The plain tiles through the handler score what the record says the model scores on them.
+    assert photos["plain"] == pytest.approx(record["test_accuracy"], abs=1.5 / 300)
+    assert f"{100 * photos['photo']:.2f} % right on the photos, against {100 * photos['plain']:.2f} %" in readme
 
 
 def test_one_test_image_per_class_right_when_the_model_gets_one_right(cnn_runs):
