@@ -152,3 +152,15 @@ def test_the_no_filter_path_is_taken_when_tarfile_has_no_data_filter(tmp_path, m
     info.mode = 0o6777
     out = extract_archive(_archive(tmp_path / "m.tar.gz", [(info, data)]), tmp_path / "out")
     assert calls == [None] and (out / "labels.json").stat().st_mode & 0o6022 == 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_an_atomic_write_gets_the_mode_the_umask_gives(tmp_path, umask):
+    import os
+    previous = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "model.tar.gz", prefix="model.tar.gz.partial-") as stream:
+            stream.write(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model.tar.gz").stat().st_mode & 0o777 == 0o666 & ~umask
