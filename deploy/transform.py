@@ -7,7 +7,8 @@ code/inference.py overrides included), or by a running model server over HTTP (E
 /execution-parameters fill in the options left unset). In process, a pool of threads downloads
 and decodes objects; decoded images of many requests are stacked into one predict_fn call when
 predict_fn is row-wise, as the server's micro-batcher does; a second pool uploads whole bodies.
-Reruns skip inputs whose `.out` exists, is not empty and is newer than the input.
+Reruns skip inputs whose `.out` exists, is not empty, and was produced by the same model and options
+from the input as it is now (deploy/manifest.py); the others are redone.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from typing import Any
 from deploy.answers import Answer, Failure, content_type_for
 from deploy.batch_http import answers_over_http
 from deploy.batch_local import answers_in_process
-from deploy.errors import TransformError
 from deploy.invokers import Endpoint, Handler
+from deploy.manifest import plan, producer_of
 from deploy.records import TransformOptions
-from deploy.stores import OUT_SUFFIX, Item, LocalStore, S3Store, completed_outputs
+from deploy.stores import OUT_SUFFIX, Item, LocalStore, S3Store
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def run_transform(source: S3Store | LocalStore, dest: S3Store | LocalStore, hand
     else:
         options = options.resolved(None)
     summary = TransformSummary(input=str(source), output=str(dest), options=asdict(options))
-    todo = _pending_items(source, dest, summary)
+    todo = _pending_items(source, dest, summary, producer_of(handler, options))
     bar = tqdm(total=len(todo), unit="obj", disable=not progress, desc="transform")
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-put") as uploads:
         writer = _Writer(uploads, dest, summary, bar, workers)
@@ -144,13 +145,9 @@ def _write_all(dest, batch: list[tuple[str, bytes, str]]) -> list[tuple[str, str
     return results
 
 
-def _pending_items(source, dest, summary: TransformSummary) -> list[Item]:
-    done = completed_outputs(dest)
-    items = [i for i in source.items() if not _is_output(source, dest, i)]
-    if not items:
-        raise TransformError(f"no input objects under {source}")
+def _pending_items(source, dest, summary: TransformSummary, producer: dict) -> list[Item]:
+    items, todo = plan(source, dest, producer)
     summary.inputs = len(items)
-    todo = [i for i in items if not (i.relative in done and done[i.relative] >= i.modified)]
     summary.skipped = len(items) - len(todo)
     pending_keys = {i.relative for i in todo}
     for item in items:
@@ -165,11 +162,3 @@ def _fail(summary: TransformSummary, failure: Failure) -> None:
     summary.failed += 1
     summary.failures.append(failure)
     log.warning("%s failed at %s: %s", failure.key, failure.stage, failure.error)
-
-
-def _is_output(source: S3Store | LocalStore, dest: S3Store | LocalStore, item: Item) -> bool:
-    """True for objects under the input location that are this transform's own outputs."""
-    out = dest.location("").rstrip("/") + "/"
-    if not source.location(item.relative).startswith(out):
-        return False
-    return item.relative.endswith(OUT_SUFFIX) or out != source.location("").rstrip("/") + "/"
