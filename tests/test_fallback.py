@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from deploy import cli
 from deploy.errors import DeployError, SandboxError
 from deploy.fallback import deploy
+from deploy.manifest import MANIFEST
 from deploy.smoke import as_json_image
 from deploy.stores import LocalStore
 
@@ -149,7 +150,10 @@ def test_endpoint_and_transform_denied_run_the_transform_locally(aws, deny_opera
     assert result["predictions"]["s3_uri"] == f"s3://lab-bucket/{prefix}"
     listed = s3.list_objects_v2(Bucket="lab-bucket", Prefix=prefix)["Contents"]
     inputs = sorted(i.relative for i in LocalStore(images_dir).items())
-    assert sorted(o["Key"][len(prefix):] for o in listed) == [f"{r}.out" for r in inputs]
+    assert sorted(o["Key"][len(prefix):] for o in listed if not o["Key"].endswith(MANIFEST)) == \
+        [f"{r}.out" for r in inputs]
+    manifest = json.loads(s3.get_object(Bucket="lab-bucket", Key=prefix + MANIFEST)["Body"].read())
+    assert sorted(manifest["outputs"]) == inputs  # what produced each output, for a rerun
     for relative in inputs:
         body = json.loads(s3.get_object(Bucket="lab-bucket", Key=f"{prefix}{relative}.out")["Body"].read())
         expected = expected_output(handler, images_dir, relative)
