@@ -49,7 +49,9 @@ def folder_digest(folder: str | Path) -> str:
 
 
 def producer_of(handler: Any, options: TransformOptions) -> dict[str, Any]:
-    """What answers this run's requests and how: everything that changes an output's bytes."""
+    """What answers this run's requests and how: everything that changes an output's bytes. A model
+    in this process is known by the digest of its model_dir (code/ included); a model server
+    reached over HTTP only by its URL, so another model behind the same URL is not noticed."""
     model_dir = getattr(handler, "model_dir", None)
     model = f"sha256:{folder_digest(model_dir)}" if model_dir else f"endpoint {getattr(handler, 'url', handler)}"
     line = options.split_type == "Line"
@@ -95,7 +97,7 @@ def _missing(exc: Exception) -> bool:
     if isinstance(exc, FileNotFoundError):
         return True
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    return code in ("NoSuchKey", "404", "NotFound")
+    return code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound")  # a missing bucket is named by the listing
 
 
 def input_tag(item: Item) -> str:
