@@ -17,12 +17,27 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it where /proc tells it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", prefix: str | None = None) -> Iterator[IO]:
     """Open a temporary file beside `path` for writing; on success it replaces `path` at once.
 
     On any error (or interruption) the temporary file is removed and `path` is left as it was.
     `prefix` names the temporary file (default `.<name>.`), so a reader can tell one from a result.
+    The file gets the mode a plain write would (0666 less the umask), not mkstemp's 0600.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +45,7 @@ def atomic_write(path: str | Path, mode: str = "wb", prefix: str | None = None) 
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(handle, mode, encoding=encoding) as stream:
+            os.fchmod(stream.fileno(), 0o666 & ~process_umask())
             yield stream
         os.replace(temporary, final)
     except BaseException:

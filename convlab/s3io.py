@@ -2,6 +2,7 @@
 objects at once on a thread pool (one boto3 client, which is thread-safe).
 
     list_objects(s3, bucket, prefix)            every object under a prefix, page after page
+    list_folder(s3, bucket, prefix)             the same for a folder: `train` is `train/`, not `train-old/`
     download_prefix(s3, uri, dest)              every object under s3://bucket/prefix into dest/
     upload_files(s3, bucket, [(path, key)])     many files; an unchanged object is not sent again
 
@@ -43,6 +44,18 @@ def list_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
+def list_folder(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object in the folder `prefix` names: the keys under `prefix/` (a prefix `train`
+    never matches `train-old/`), or the one object whose key is `prefix` itself."""
+    if not prefix or prefix.endswith("/"):
+        yield from list_objects(s3, bucket, prefix)
+        return
+    first = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents", [])
+    if first and first[0]["Key"] == prefix:  # the shortest key with this prefix sorts first
+        yield first[0]
+    yield from list_objects(s3, bucket, prefix + "/")
+
+
 def has_objects(s3: Any, bucket: str, prefix: str) -> bool:
     return bool(s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0))
 
@@ -76,7 +89,7 @@ def download_prefix(s3: Any, uri: str, dest: Path, workers: int = WORKERS) -> li
     bucket, prefix = split_uri(uri)
     dest = Path(dest)
     plan = []
-    for item in list_objects(s3, bucket, prefix):
+    for item in list_folder(s3, bucket, prefix):
         key = item["Key"]
         if key.endswith("/"):
             continue

@@ -190,9 +190,10 @@ def ensure_bucket(s3: Any, bucket: str, create: bool, region: str | None) -> boo
 
 
 def list_objects(s3: Any, uri: S3Uri) -> Iterator[dict[str, Any]]:
-    """Every object under `uri` (paginated): dicts with Key, Size, LastModified, ETag."""
+    """Every object in the folder `uri` names (paginated; `s3://b/train` is `train/`, never
+    `train-old/`): dicts with Key, Size, LastModified, ETag."""
     try:
-        yield from s3io.list_objects(s3, uri.bucket, uri.key)
+        yield from s3io.list_folder(s3, uri.bucket, uri.key)
     except ClientError as exc:
         if error_code(exc) == "NoSuchBucket":
             raise DeployError(f"bucket {uri.bucket!r} (from {uri}) does not exist") from exc

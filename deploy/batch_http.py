@@ -10,7 +10,7 @@ from typing import Iterator
 from deploy.invokers import Endpoint
 from deploy.records import TransformOptions
 from deploy.stores import Item
-from deploy.transform import Answer, Failure, assembled, failure_of, in_order, read_requests
+from deploy.answers import Answer, Failure, assembled, failure_of, in_order, read_requests
 
 
 def answers_over_http(endpoint: Endpoint, source, items: list[Item], options: TransformOptions,

@@ -21,7 +21,7 @@ import numpy as np
 from deploy.invokers import Handler
 from deploy.records import TransformOptions
 from deploy.stores import Item
-from deploy.transform import Answer, Failure, assembled, failure_of, in_order, read_requests
+from deploy.answers import Answer, Failure, assembled, failure_of, in_order, read_requests
 from inference.batching import RowSplitError, split_prediction
 from inference.context import batch_context
 

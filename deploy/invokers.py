@@ -42,6 +42,7 @@ class Handler:
         except ImportError as exc:
             raise TransformError(f"local transform needs the inference package: {exc}") from exc
         self.accept = accept
+        self.model_dir = str(model_dir)
         try:
             read_model_metadata(model_dir)  # a folder that is not a model_dir fails here, in one line
             self.functions = load_handler(model_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +24,20 @@ log = logging.getLogger(__name__)
 
 OUT_SUFFIX = ".out"
 PARTIAL_MARK = ".partial-"
+# What LocalStore.write leaves when interrupted: `<key>.out.partial-<process>-<thread>`. Only
+# these are partial outputs; an input may have `.partial-` anywhere in its name.
+PARTIAL_OUTPUT = re.compile(re.escape(OUT_SUFFIX + PARTIAL_MARK) + r"\d+-\d+$")
 
 
 @dataclass(frozen=True)
 class Item:
-    """One input object: `relative` is its key below the input prefix."""
+    """One input object: `relative` is its key below the input prefix; `tag` changes whenever its
+    bytes may have (an S3 ETag, a local file's size and nanosecond mtime)."""
 
     relative: str
     size: int
     modified: float
+    tag: str = ""
 
 
 class Store(Protocol):
@@ -39,6 +45,7 @@ class Store(Protocol):
     def items(self) -> Iterator[Item]: ...
     def read(self, relative: str) -> bytes: ...
     def write(self, relative: str, body: bytes, content_type: str) -> None: ...
+    def delete(self, relative: str) -> None: ...
     def location(self, relative: str) -> str: ...
 
 
@@ -65,7 +72,7 @@ class S3Store:
             if key.endswith("/"):
                 continue
             relative = key[len(self.uri.key):].lstrip("/")
-            yield Item(relative, int(obj["Size"]), obj["LastModified"].timestamp())
+            yield Item(relative, int(obj["Size"]), obj["LastModified"].timestamp(), obj.get("ETag", "").strip('"'))
 
     def read(self, relative: str) -> bytes:
         return self.s3.get_object(Bucket=self.uri.bucket, Key=self.key(relative))["Body"].read()
@@ -73,6 +80,9 @@ class S3Store:
     def write(self, relative: str, body: bytes, content_type: str) -> None:
         self.s3.put_object(Bucket=self.uri.bucket, Key=self.key(relative), Body=body,
                            ContentType=content_type)
+
+    def delete(self, relative: str) -> None:
+        self.s3.delete_object(Bucket=self.uri.bucket, Key=self.key(relative))
 
     def location(self, relative: str) -> str:
         return f"s3://{self.uri.bucket}/{self.key(relative)}"
@@ -117,11 +127,18 @@ class LocalStore:
             self._folders.add(folder)
         write_bytes_atomic(final, body, f"{final}{PARTIAL_MARK}{os.getpid()}-{threading.get_ident()}")
 
+    def delete(self, relative: str) -> None:
+        try:
+            os.unlink(self._path(relative))
+        except FileNotFoundError:
+            pass
+
     def location(self, relative: str) -> str:
         return os.path.join(self._root, relative) if relative else self._root
 
     def remove_partials(self) -> int:
-        stale = [p for p in self.root.rglob(f"*{PARTIAL_MARK}*") if p.is_file()] if self.root.is_dir() else []
+        stale = [p for p in self.root.rglob(f"*{OUT_SUFFIX}{PARTIAL_MARK}*")
+                 if p.is_file() and PARTIAL_OUTPUT.search(p.name)] if self.root.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
@@ -129,7 +146,7 @@ class LocalStore:
 
 def _walk(root: str, prefix: str, seen: set) -> Iterator[Item]:
     """The files below root/prefix in path order (a folder's entries sorted by name, each folder's
-    files where its name sorts), partial outputs left out; a folder linked twice is walked once."""
+    files where its name sorts), partial outputs (`<key>.out.partial-<n>-<n>`) left out; a folder linked twice is walked once."""
     folder = os.path.join(root, prefix) if prefix else root
     real = os.path.realpath(folder)
     if real in seen:
@@ -141,9 +158,9 @@ def _walk(root: str, prefix: str, seen: set) -> Iterator[Item]:
         relative = prefix + entry.name
         if entry.is_dir():
             yield from _walk(root, relative + "/", seen)
-        elif entry.is_file() and PARTIAL_MARK not in entry.name:
+        elif entry.is_file() and not PARTIAL_OUTPUT.search(entry.name):
             stat = entry.stat()
-            yield Item(relative, stat.st_size, stat.st_mtime)
+            yield Item(relative, stat.st_size, stat.st_mtime, f"{stat.st_size}-{stat.st_mtime_ns}")
 
 
 def open_store(location: str | Path, s3: Any | None = None, pool: int = 32) -> S3Store | LocalStore:

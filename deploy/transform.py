@@ -7,7 +7,8 @@ code/inference.py overrides included), or by a running model server over HTTP (E
 /execution-parameters fill in the options left unset). In process, a pool of threads downloads
 and decodes objects; decoded images of many requests are stacked into one predict_fn call when
 predict_fn is row-wise, as the server's micro-batcher does; a second pool uploads whole bodies.
-Reruns skip inputs whose `.out` exists, is not empty and is newer than the input.
+Reruns skip inputs whose `.out` exists, is not empty, and was produced by the same model and options
+from the input as it is now (deploy/manifest.py); the others are redone.
 """
 from __future__ import annotations
 
@@ -16,35 +17,20 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from deploy.errors import TransformError
-from deploy.invokers import Endpoint, Handler, RequestFailed
-from deploy.records import PayloadTooLarge, TransformOptions, assemble, split_requests
-from deploy.stores import OUT_SUFFIX, Item, LocalStore, S3Store, completed_outputs
+from deploy.answers import Answer, Failure, content_type_for
+from deploy.batch_http import answers_over_http
+from deploy.batch_local import answers_in_process
+from deploy.invokers import Endpoint, Handler
+from deploy.manifest import plan, producer_of
+from deploy.records import TransformOptions
+from deploy.stores import OUT_SUFFIX, Item, LocalStore, S3Store
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                 ".npy": "application/x-npy", ".json": "application/json", ".csv": "text/csv",
-                 ".jsonl": "application/jsonlines"}
-DEFAULT_CONTENT_TYPE = "application/x-image"
-
 __all__ = ["Handler", "Endpoint", "TransformOptions", "TransformSummary", "Failure", "run_transform",
            "content_type_for"]
-
-
-def content_type_for(relative: str, forced: str | None = None) -> str:
-    return forced or CONTENT_TYPES.get(PurePosixPath(relative).suffix.lower(), DEFAULT_CONTENT_TYPE)
-
-
-@dataclass
-class Failure:
-    key: str
-    stage: str          # read | split | decode | predict | encode | invoke | write
-    error: str
-    status: int | None = None
 
 
 @dataclass
@@ -69,25 +55,11 @@ class TransformSummary:
         return data
 
 
-@dataclass
-class Answer:
-    """One object's outcome: the `.out` body and its content type, or a failure."""
-
-    item: Item
-    body: bytes = b""
-    media: str = ""
-    failure: Failure | None = None
-    requests: int = 0
-
-
 def run_transform(source: S3Store | LocalStore, dest: S3Store | LocalStore, handler: Handler | Endpoint,
                   *, content_type: str | None = None, batch_size: int = 64, workers: int = 8,
                   progress: bool = True, options: TransformOptions | None = None) -> TransformSummary:
     """Transform every input in `source` not already done in `dest`; never raises per object."""
     from tqdm import tqdm
-
-    from deploy.batch_local import answers_in_process
-    from deploy.batch_http import answers_over_http
 
     started = time.perf_counter()
     options = options or TransformOptions(content_type=content_type,
@@ -98,7 +70,7 @@ def run_transform(source: S3Store | LocalStore, dest: S3Store | LocalStore, hand
     else:
         options = options.resolved(None)
     summary = TransformSummary(input=str(source), output=str(dest), options=asdict(options))
-    todo = _pending_items(source, dest, summary)
+    todo = _pending_items(source, dest, summary, producer_of(handler, options))
     bar = tqdm(total=len(todo), unit="obj", disable=not progress, desc="transform")
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform-put") as uploads:
         writer = _Writer(uploads, dest, summary, bar, workers)
@@ -173,13 +145,9 @@ def _write_all(dest, batch: list[tuple[str, bytes, str]]) -> list[tuple[str, str
     return results
 
 
-def _pending_items(source, dest, summary: TransformSummary) -> list[Item]:
-    done = completed_outputs(dest)
-    items = [i for i in source.items() if not _is_output(source, dest, i)]
-    if not items:
-        raise TransformError(f"no input objects under {source}")
+def _pending_items(source, dest, summary: TransformSummary, producer: dict) -> list[Item]:
+    items, todo = plan(source, dest, producer)
     summary.inputs = len(items)
-    todo = [i for i in items if not (i.relative in done and done[i.relative] >= i.modified)]
     summary.skipped = len(items) - len(todo)
     pending_keys = {i.relative for i in todo}
     for item in items:
@@ -190,75 +158,7 @@ def _pending_items(source, dest, summary: TransformSummary) -> list[Item]:
     return todo
 
 
-def read_requests(source, item: Item, options: TransformOptions) -> tuple[list[bytes], str] | Failure:
-    """The request bodies of one object and their content type, or the failure reading it."""
-    try:
-        body = source.read(item.relative)
-    except Exception as exc:  # noqa: BLE001 - one unreadable object must not stop the rest
-        return Failure(item.relative, "read", str(exc))
-    try:
-        return split_requests(body, options), content_type_for(item.relative, options.content_type)
-    except PayloadTooLarge as exc:
-        return Failure(item.relative, "split", str(exc), 413)
-
-
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def failure_of(item: Item, stage: str, exc: BaseException) -> Failure:
-    if isinstance(exc, RequestFailed):
-        return Failure(item.relative, exc.stage, str(exc), exc.status)
-    return Failure(item.relative, stage, describe(exc), getattr(exc, "status", None))
-
-
-def in_order(pool: ThreadPoolExecutor, items: list[Item], work: Callable[[Item], Any], window: int,
-             chunk: int = 1) -> Iterable:
-    """work(item) for each item on the pool, in jobs of `chunk` items (a local folder's reads are
-    too quick to pay for a hand-off each), at most `window` items ahead, results in input order."""
-    pending: deque[Future] = deque()
-    jobs = iter([items[start:start + chunk] for start in range(0, len(items), chunk)])
-
-    def run(group: list[Item]) -> list:
-        return [work(item) for item in group]
-
-    try:
-        for group in _take(jobs, max(1, window // chunk)):
-            pending.append(pool.submit(run, group))
-        while pending:
-            results = pending.popleft().result()
-            for group in _take(jobs, 1):
-                pending.append(pool.submit(run, group))
-            yield from results
-    finally:
-        for future in pending:
-            future.cancel()
-
-
-def assembled(item: Item, responses: list[tuple[bytes, str]], options: TransformOptions) -> Answer:
-    media = responses[0][1] if responses else (options.accept or "")
-    return Answer(item, assemble([body for body, _ in responses], options.assemble_with), media,
-                  requests=len(responses))
-
-
 def _fail(summary: TransformSummary, failure: Failure) -> None:
     summary.failed += 1
     summary.failures.append(failure)
     log.warning("%s failed at %s: %s", failure.key, failure.stage, failure.error)
-
-
-def _take(queue: Iterable, n: int) -> list:
-    taken = []
-    for item in queue:
-        taken.append(item)
-        if len(taken) >= n:
-            break
-    return taken
-
-
-def _is_output(source: S3Store | LocalStore, dest: S3Store | LocalStore, item: Item) -> bool:
-    """True for objects under the input location that are this transform's own outputs."""
-    out = dest.location("").rstrip("/") + "/"
-    if not source.location(item.relative).startswith(out):
-        return False
-    return item.relative.endswith(OUT_SUFFIX) or out != source.location("").rstrip("/") + "/"

@@ -24,6 +24,7 @@ from .preprocessing import Preprocessing
 log = logging.getLogger("convlab.serve")
 
 BACKEND_ENV = "CONVLAB_BACKEND"  # auto | onnx | savedmodel
+DIGEST_METADATA = "convlab_weights_sha256"  # model.onnx metadata: the weights it was exported from
 THREADS_ENV = "CONVLAB_ONNX_THREADS"
 BACKENDS = ("auto", "onnx", "savedmodel")
 # A larger batch goes to the backend in slices of this many images, so the activations of one
@@ -49,6 +50,7 @@ class OnnxBackend:
         self._session = _session(ort, path, threads, providers)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
+        self.weights_digest = self._session.get_modelmeta().custom_metadata_map.get(DIGEST_METADATA)
         self._small = None
         self.one_thread_images = 0  # calls of up to this many images use the one-thread session
         if threads != 1 and providers == ["CPUExecutionProvider"] and path.stat().st_size <= SMALL_SESSION_BYTES:
@@ -163,6 +165,19 @@ def read_model_metadata(model_dir: Path) -> tuple[list[str], Preprocessing]:
     return classes, preprocessing
 
 
+def check_onnx_weights(model_dir: Path, onnx_path: Path, found: str | None) -> None:
+    """ModelLoadError when model.onnx was not exported from the weights config.json records (the
+    SavedModel's): a file an earlier training run left beside a newer model."""
+    expected = read_json(model_dir / "config.json").get("weights_sha256")
+    if expected is None or found == expected:  # a model_dir from before training recorded digests
+        return
+    what = f"weights with sha256 {found}" if found else "weights it records no digest of"
+    raise ModelLoadError(f"{onnx_path} was exported from other weights ({what}) than the SavedModel in 1/ "
+                         f"and config.json beside it (weights_sha256 {expected}): it is left from another "
+                         f"training run. Delete it to serve the SavedModel ({BACKEND_ENV}=savedmodel does "
+                         "too), or train again to export a matching model.onnx")
+
+
 def onnxruntime_available() -> bool:
     import importlib.util
 
@@ -190,6 +205,7 @@ def load_model(model_dir, backend: str | None = None) -> LoadedModel:
         if not onnx_path.is_file():
             raise ModelLoadError(f"{onnx_path}: not found, and backend 'onnx' was asked for")
         runner = OnnxBackend(onnx_path, int(os.environ.get(THREADS_ENV, "0") or 0))
+        check_onnx_weights(model_dir, onnx_path, runner.weights_digest)
     else:
         if not onnx_path.is_file() and not tensorflow_available():
             raise ModelLoadError(f"{model_dir}: no model.onnx, and TensorFlow is not installed to load the "

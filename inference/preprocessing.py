@@ -185,8 +185,7 @@ def open_image(body: bytes, formats: list[str] | None, what: str, draft: tuple |
     try:
         image = Image.open(io.BytesIO(body), formats=formats)
     except UnidentifiedImageError:
-        expected = " or ".join(formats) if formats else "an image format Pillow reads"
-        raise BadInput(f"{what}: the body is not a readable image; expected {expected} bytes") from None
+        raise BadInput(_unreadable(body, formats, what)) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadInput(f"{what}: could not read the image ({exc})") from None
     width, height = image.size
@@ -201,6 +200,28 @@ def open_image(body: bytes, formats: list[str] | None, what: str, draft: tuple |
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadInput(f"{what}: the image data is corrupt or truncated ({exc})") from None
     return image
+
+
+CONTENT_TYPE_OF_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg"}
+
+
+def _unreadable(body: bytes, formats: list[str] | None, what: str) -> str:
+    """Why the body is not an image of `formats`: the format it is in (and the Content-Type to
+    send it with) when Pillow reads it as another one."""
+    import io
+
+    expected = " or ".join(formats) if formats else "an image format Pillow reads"
+    if formats:
+        try:
+            found = Image.open(io.BytesIO(body)).format
+        except Exception:  # noqa: BLE001 - no image format at all: the plain message
+            found = None
+        if found:
+            content_type = CONTENT_TYPE_OF_FORMAT.get(found, "application/x-image")
+            return (f"{what}: the body is {found} data, not {expected}; send it with Content-Type "
+                    f"{content_type}" + ("" if content_type == "application/x-image" else
+                                         " (or application/x-image, which reads any image format)"))
+    return f"{what}: the body is not a readable image; expected {expected} bytes"
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -43,7 +43,12 @@ def class_distribution(train_labels: np.ndarray, test_labels: np.ndarray, classe
 
 
 def _show(ax, image: np.ndarray, cmap="gray") -> None:
-    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap=cmap, vmin=0, vmax=255)
+    """A 0..255 image: one channel through `cmap`, colour as it is (matplotlib ignores vmin and vmax
+    for RGB and reads floats as 0..1, so a float colour image is scaled down first)."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap=cmap, vmin=0, vmax=255)
+    else:
+        ax.imshow(np.clip(np.asarray(image, np.float64) / 255.0, 0.0, 1.0))
     ax.set_xticks([])
     ax.set_yticks([])
 

@@ -159,3 +159,72 @@ def test_resume_accepts_more_epochs_and_other_harmless_changes(fashion_subset_di
     run_training(cosine, channels, str(tmp_path / "m3"), checkpoint_dir=str(tmp_path / "cos"))
     with pytest.raises(ConfigError, match=r"'epochs' was 1, now 2"):
         run_training(dict(cosine, epochs=2), channels, str(tmp_path / "m4"), checkpoint_dir=str(tmp_path / "cos"))
+
+
+def _tiny_model(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def _save(directory, epoch, seed=None):
+    model = _tiny_model(epoch if seed is None else seed)
+    best = [w + epoch for w in model.get_weights()]
+    checkpoints.save_checkpoint(directory, model, {"epoch": epoch, "identity": {}, "history": {}}, best)
+    return best
+
+
+def test_a_cut_short_best_weights_file_resumes_from_the_checkpoint_before(tmp_path):
+    first = _save(tmp_path, 1)
+    _save(tmp_path, 2)
+    best = tmp_path / "ckpt-2" / checkpoints.BEST_FILE
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])  # an S3 sync cut short
+    model, state, weights = checkpoints.load_checkpoint(tmp_path, {})
+    assert state["epoch"] == 1
+    assert all(np.array_equal(a, b) for a, b in zip(weights, first))
+
+
+def test_the_digest_covers_every_file_of_a_checkpoint(tmp_path):
+    _save(tmp_path, 1)
+    _save(tmp_path, 2)
+    state = json.loads((tmp_path / "ckpt-2" / checkpoints.STATE_FILE).read_text())
+    assert set(state["files_sha256"]) == {checkpoints.MODEL_FILE, checkpoints.BEST_FILE}
+    # A readable best.weights.npz from elsewhere (a half-synced folder mixing two uploads) is not this one.
+    np.savez(tmp_path / "ckpt-2" / checkpoints.BEST_FILE, *[np.zeros(3)])
+    assert checkpoints.load_checkpoint(tmp_path, {})[1]["epoch"] == 1
+
+
+class Killed(BaseException):
+    """Stands for the process dying at that instant: nothing after it runs."""
+
+
+def test_replacing_a_checkpoint_is_one_step_and_synced_first(tmp_path, monkeypatch):
+    import os
+
+    _save(tmp_path, 1)
+    kept = _save(tmp_path, 2, seed=20)
+    real_rename, real_fsync, synced = os.rename, os.fsync, []
+
+    def rename(src, dst):
+        if os.path.basename(dst) == "ckpt-2" and ".tmp-ckpt" in os.path.basename(src):
+            assert {checkpoints.MODEL_FILE, checkpoints.BEST_FILE, checkpoints.STATE_FILE, os.path.basename(src)} \
+                <= set(synced), synced
+            raise Killed()
+        return real_rename(src, dst)
+
+    def fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(Killed):
+        _save(tmp_path, 2, seed=21)  # a resumed run writing epoch 2 again, killed while replacing it
+    monkeypatch.undo()
+    _, state, weights = checkpoints.load_checkpoint(tmp_path, {})
+    assert state["epoch"] == 2 and all(np.array_equal(a, b) for a, b in zip(weights, kept))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1", "ckpt-2"]
+    _save(tmp_path, 2, seed=22)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1", "ckpt-2"]

@@ -88,10 +88,46 @@ def test_constraints_pin_the_packages_whose_versions_matter():
             "moto", "boto3", "botocore", "pyyaml"} <= set(_pins())
 
 
+def installed_version(name: str) -> tuple[str, str] | None:
+    """(distribution, version) installed for the pinned `name`: the distribution itself, else the
+    one that provides its import package (tensorflow's pin, for the tensorflow-cpu wheel setup.py
+    installs on x86-64 Linux), else None."""
+    try:
+        return name, metadata.version(name)
+    except metadata.PackageNotFoundError:
+        pass
+    providers = metadata.packages_distributions().get(name.replace("-", "_"), [])
+    for provider in providers:
+        try:
+            return _name(provider), metadata.version(provider)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def pin_problem(name: str, version: str) -> str | None:
+    """Why the environment does not hold constraints.txt's `name==version`, or None."""
+    found = installed_version(name)
+    if found is None:
+        return (f"constraints.txt pins {name}=={version}, but neither it nor a package providing its "
+                f"import `{name.replace('-', '_')}` is installed (pip install -c constraints.txt -e '.[all]')")
+    distribution, installed = found
+    if installed != version:
+        via = "" if distribution == name else f" (through {distribution})"
+        return f"constraints.txt pins {name}=={version}; the environment has {installed}{via}"
+    return None
+
+
 @pytest.mark.parametrize("name,version", sorted(_pins().items()))
 def test_every_pinned_package_is_installed_at_its_pin(name, version):
-    try:
-        installed = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        pytest.skip(f"{name} is not installed here")
-    assert installed == version, f"constraints.txt pins {name}=={version}; the environment has {installed}"
+    assert pin_problem(name, version) is None
+
+
+def test_a_pin_the_environment_does_not_hold_is_reported():
+    tensorflow = installed_version("tensorflow")
+    assert tensorflow is not None, "TensorFlow (tensorflow or tensorflow-cpu) is not installed"
+    assert pin_problem("tensorflow", "0.0.1") == (f"constraints.txt pins tensorflow==0.0.1; the environment has "
+                                                  f"{tensorflow[1]}" + ("" if tensorflow[0] == "tensorflow" else
+                                                                        f" (through {tensorflow[0]})"))
+    assert "neither it nor a package providing its import `no_such_package_x` is installed" in \
+        pin_problem("no-such-package-x", "1.0")

@@ -2,16 +2,19 @@
 does: endpoint -> batch transform -> local, falling back on refusals only."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
 from deploy import cli
 from deploy.errors import DeployError, SandboxError
 from deploy.fallback import deploy
+from deploy.manifest import MANIFEST
 from deploy.smoke import as_json_image
 from deploy.stores import LocalStore
 
@@ -22,6 +25,17 @@ from .fixtures_deploy import (IMAGE, N_IMAGES, PREDICTIONS, ROLE, archive, class
 SEED_DENY = ("User: arn:aws:sts::123456789012:assumed-role/LabRole/SageMaker is not authorized to perform: "
              "sagemaker:CreateEndpointConfig on resource: arn:aws:sagemaker:us-east-1:123456789012:"
              "endpoint-config/lab-run-cfg with an explicit deny in an identity-based policy")
+
+
+def endpoint_requests() -> list[bytes]:
+    """The distinct request bodies the moto server's SageMaker Runtime received (it files them
+    under no endpoint name)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sagemakerruntime.models import sagemakerruntime_backends
+
+    backend = sagemakerruntime_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    bodies = [json.loads(base64.b64decode(key))["Body"] for calls in backend.results.values() for key in calls]
+    return [body.encode() if isinstance(body, str) else body for body in bodies]
 
 
 def test_the_server_refuses_exactly_like_the_lab_account(aws, deny_operations):
@@ -43,19 +57,19 @@ def test_the_server_refuses_exactly_like_the_lab_account(aws, deny_operations):
 
 def test_endpoint_allowed_serves_from_the_endpoint(aws, archive, images_dir, handler, tmp_path):
     first = next(LocalStore(images_dir).items()).relative
-    answer = json.dumps(expected_output(handler, images_dir, first))
-    aws.queue_endpoint_results([{"Body": answer, "ContentType": "application/json"}])
-
     result = deploy(options(archive, images_dir, tmp_path))
     sm = boto3.client("sagemaker")
     assert result["served_by"] == "endpoint" and result["refusals"] == []
     smoke = result["predictions"]["smoke_invocation"]
-    assert smoke["response"] == answer and smoke["response_content_type"] == "application/json"
-    # The smoke request is the first image, base64 in JSON: the handler reads it as that image.
-    sent = as_json_image((images_dir / first).read_bytes())
-    assert smoke["bytes_sent"] == len(sent) and smoke["content_type"] == "application/json"
-    assert json.loads(handler.encode(handler.predict(handler.decode(sent, "application/json")))[0]) == \
-        json.loads(answer)
+    # The smoke request the endpoint received is the first input image, base64 in JSON: the
+    # handler reads it as exactly that image and answers what it answers for the PNG itself.
+    (received,) = endpoint_requests()
+    png = (images_dir / first).read_bytes()
+    np.testing.assert_array_equal(handler.decode(received, "application/json"), handler.decode(png, "image/png"))
+    assert json.loads(handler.encode(handler.predict(handler.decode(received, "application/json")))[0]) == \
+        expected_output(handler, images_dir, first)
+    assert smoke["bytes_sent"] == len(received) == len(as_json_image(png))
+    assert smoke["content_type"] == "application/json"
     assert sm.describe_endpoint(EndpointName="lab-run-ep")["EndpointStatus"] == "InService"
     assert sm.list_transform_jobs()["TransformJobSummaries"] == []
     written = json.loads(Path(result["result_path"]).read_text())
@@ -136,7 +150,10 @@ def test_endpoint_and_transform_denied_run_the_transform_locally(aws, deny_opera
     assert result["predictions"]["s3_uri"] == f"s3://lab-bucket/{prefix}"
     listed = s3.list_objects_v2(Bucket="lab-bucket", Prefix=prefix)["Contents"]
     inputs = sorted(i.relative for i in LocalStore(images_dir).items())
-    assert sorted(o["Key"][len(prefix):] for o in listed) == [f"{r}.out" for r in inputs]
+    assert sorted(o["Key"][len(prefix):] for o in listed if not o["Key"].endswith(MANIFEST)) == \
+        [f"{r}.out" for r in inputs]
+    manifest = json.loads(s3.get_object(Bucket="lab-bucket", Key=prefix + MANIFEST)["Body"].read())
+    assert sorted(manifest["outputs"]) == inputs  # what produced each output, for a rerun
     for relative in inputs:
         body = json.loads(s3.get_object(Bucket="lab-bucket", Key=f"{prefix}{relative}.out")["Body"].read())
         expected = expected_output(handler, images_dir, relative)

@@ -59,6 +59,12 @@ def test_archive_layout_member_by_member(archive, trained_model_dir):
     assert verify_archive(archive) == [m.rstrip("/") for m in members]
 
 
+def test_the_archive_is_readable_by_other_users(archive):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert archive.stat().st_mode & 0o777 == 0o666 & ~umask  # 0644 under the usual umask, as tar writes
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -92,3 +92,20 @@ def test_a_key_that_would_escape_the_folder_is_refused(s3, tmp_path):
 def test_planning_against_a_bucket_that_does_not_exist_yet_reads_all_as_new(aws, folder):
     plans = s3io.plan_uploads(boto3.client("s3"), "not-created-yet", [(p, p.name) for p in sorted(folder.rglob("*.bin"))[:3]])
     assert [plan.present for plan in plans] == [False, False, False]
+
+
+def test_a_folder_prefix_does_not_match_its_siblings(s3, tmp_path):
+    from deploy.aws import S3Uri
+    from deploy.stores import S3Store
+
+    for key in ("train/a.bin", "train/sub/b.bin", "train-old/stale.bin", "trainer.bin"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    dest = tmp_path / "channel"
+    paths = s3io.download_prefix(s3, f"s3://{BUCKET}/train", dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in paths) == ["a.bin", "sub/b.bin"]
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == ["a.bin", "sub/b.bin"]
+    assert [o["Key"] for o in s3io.list_folder(s3, BUCKET, "train")] == ["train/a.bin", "train/sub/b.bin"]
+    assert [i.relative for i in S3Store(S3Uri(BUCKET, "train"), s3).items()] == ["a.bin", "sub/b.bin"]
+    # A prefix naming one object is that object, as before.
+    assert [o["Key"] for o in s3io.list_folder(s3, BUCKET, "trainer.bin")] == ["trainer.bin"]
+    assert [p.name for p in s3io.download_prefix(s3, f"s3://{BUCKET}/trainer.bin", tmp_path / "one")] == ["trainer.bin"]

@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from deploy import cli
+from deploy.manifest import MANIFEST
 from deploy.package import build_archive, extract_archive
 from deploy.score import class_folder, predicted_class, true_class
 from deploy.transform import Handler
@@ -51,11 +52,14 @@ def upload(pngs: dict[str, bytes], prefix: str) -> None:
 
 
 def outputs(prefix: str) -> dict[str, bytes]:
+    """The objects under an output prefix but the transform's manifest (deploy/manifest.py)."""
     s3 = boto3.client("s3")
     found = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
             found[obj["Key"][len(prefix):]] = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+    manifest = found.pop(MANIFEST, None)
+    assert manifest is None or set(json.loads(manifest)["outputs"]) >= {key[:-len(".out")] for key in found}
     return found
 
 
@@ -156,7 +160,8 @@ def test_the_same_command_works_on_local_folders(model_dir, pngs, tmp_path, caps
     summary = transform("--model-dir", str(model_dir), "--input", str(source), "--output", str(tmp_path / "out"),
                         "--summary", str(summary_path), capsys=capsys)
     assert summary["written"] == 60 and json.loads(summary_path.read_text()) == summary
-    produced = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    produced = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")
+                      if p.is_file() and p.name != MANIFEST)
     assert produced == sorted(f"{key}.out" for key in list(pngs)[:60])
 
 
@@ -210,7 +215,7 @@ def test_a_local_folder_is_listed_in_path_order_and_written_whole(tmp_path):
 
     root = tmp_path / "in"
     names = ["a.png", "a/x.png", "a-b/x.png", "b/c/d.png", "b/a.png", "z.png"]
-    for name in names + ["z.png.partial-12-34"]:
+    for name in names + ["z.png.out.partial-12-34"]:  # what an interrupted write of z.png.out leaves
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(name.encode())
     (root / "b" / "c" / "loop").symlink_to(root / "b")  # a folder linked into itself is walked once

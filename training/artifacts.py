@@ -1,5 +1,8 @@
 """The model_dir a training run leaves (docs/model_dir.md): SavedModel, Keras model, ONNX, labels,
-config, metrics and the model summary, written to a staging folder first and moved into place."""
+config, metrics and the model summary, written to a staging folder first and then put in place of
+everything the folder held, so no file of an earlier run (a model.onnx, an explain.onnx) stays
+beside the new model. config.json records a sha256 of the weights, and model.onnx and explain.onnx
+carry the same digest in their metadata: serving refuses an ONNX file from other weights."""
 from __future__ import annotations
 
 import json
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import weights_digest
 from .hyperparameters import TrainingParams
 from .models import ModelConfig, model_summary
 
@@ -78,13 +82,14 @@ def export_saved_model(model, config: ModelConfig, path: Path) -> None:
 
 def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics: dict, summary: dict,
                      model_dir: Path, input_description: dict | None = None) -> None:
-    """Write every artifact into a staging folder first, then move them into model_dir, so a failure
-    never leaves a half-written model behind."""
+    """Write every artifact into a staging folder first, then replace model_dir's contents with
+    them, so a failure never leaves a half-written model behind and a rerun leaves nothing old."""
     import keras
     import tensorflow as tf
 
     model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    _remove_leftovers(model_dir)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=model_dir))
     try:
         model.save(staging / "model.keras")
         export_saved_model(model, config, staging / "1")
@@ -95,7 +100,8 @@ def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics:
             "labels.json": metrics["classes"],
             "config.json": {"model": config.to_dict(), "training": params.to_dict(),
                             "preprocessing": preprocessing, "classes": metrics["classes"],
-                            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}},
+                            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+                            "weights_sha256": weights_digest(model.get_weights())},
             "metrics.json": metrics,
             "model_summary.json": summary,
         }
@@ -110,11 +116,29 @@ def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics:
         from .explain_export import export_explain
 
         export_explain(model, staging, onnx=params.export_onnx)
-        for entry in staging.iterdir():
-            target = model_dir / entry.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(entry, target)
+        replace_contents(model_dir, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("model written to %s", model_dir)
+
+
+STAGING, PREVIOUS = ".staging-", ".previous-"
+
+
+def _remove_leftovers(model_dir: Path) -> None:
+    for stale in [*model_dir.glob(STAGING + "*"), *model_dir.glob(PREVIOUS + "*")]:
+        log.info("removing %s, left by an interrupted run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def replace_contents(model_dir: Path, staging: Path) -> None:
+    """Make model_dir hold exactly staging's entries: everything else it held is moved into one
+    folder aside first and deleted last (model_dir itself may be a mount point, /opt/ml/model
+    in a container, so it is never renamed)."""
+    aside = Path(tempfile.mkdtemp(prefix=PREVIOUS, dir=model_dir))
+    for entry in list(model_dir.iterdir()):
+        if entry not in (staging, aside):
+            os.replace(entry, aside / entry.name)
+    for entry in list(staging.iterdir()):
+        os.replace(entry, model_dir / entry.name)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -1,11 +1,13 @@
 """Checkpoints that let a stopped job resume (managed spot training syncs the folder with S3).
 
 Layout: `<checkpoint_dir>/ckpt-<epoch>/` holding model.keras (model and optimizer), best.weights.npz
-(the best weights by validation accuracy so far) and state.json (epoch, history, identity, and a
-digest of the weights in model.keras). A checkpoint is written as `.tmp-ckpt-<epoch>-<pid>/` and
-renamed into place in one step, so a process killed at any moment leaves either the previous
-checkpoint or the new one, never a mix. Loading takes the newest checkpoint whose digest matches its
-weights (an S3 sync cut short is skipped for the one before) and deletes leftover temporary folders.
+(the best weights by validation accuracy so far) and state.json (epoch, history, identity, a
+digest of the weights in model.keras and a sha256 of every other file). A checkpoint is written as
+`.tmp-ckpt-<epoch>-<pid>/`, its files and folder synced to disk, and renamed into place in one step
+(one it replaces is renamed aside first and deleted after), so a process killed at any moment
+leaves either the previous checkpoint or the new one, never a mix. Loading takes the newest
+checkpoint whose files match their digests and load (an S3 sync cut short is skipped for the one
+before), deletes leftover temporary folders and puts back a checkpoint renamed aside.
 """
 from __future__ import annotations
 
@@ -80,6 +82,43 @@ def _hook(point: str, epoch: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every checkpoint file in `folder` but state.json, by name."""
+    digests = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != STATE_FILE:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            digests[path.name] = digest.hexdigest()
+    return digests
+
+
+def _fsync(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _install(staging: Path, target: Path) -> None:
+    """Put `staging` at `target` in one rename; an existing target is renamed aside first and
+    deleted after, so at every instant one whole checkpoint is found (load restores an aside one)."""
+    for path in staging.iterdir():
+        _fsync(path)
+    _fsync(staging)
+    aside = None
+    if target.exists():  # left by a run that resumed from an older checkpoint
+        aside = target.parent / f".old-{target.name}-{os.getpid()}"
+        os.rename(target, aside)
+    os.rename(staging, target)
+    _fsync(target.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def save_checkpoint(directory: Path, model, state: dict, best_weights: list | None) -> Path:
     """Write ckpt-<epoch> as one unit (temporary folder, then one rename) and prune older ones."""
     epoch = state["epoch"]
@@ -91,13 +130,11 @@ def save_checkpoint(directory: Path, model, state: dict, best_weights: list | No
     _hook("after-model", epoch)
     if best_weights is not None:
         np.savez(staging / BEST_FILE, *best_weights)
-    state = dict(state, weights_sha256=weights_digest(model.get_weights()))
+    state = dict(state, weights_sha256=weights_digest(model.get_weights()), files_sha256=file_digests(staging))
     (staging / STATE_FILE).write_text(json.dumps(state))
     _hook("before-rename", epoch)
     target = directory / f"ckpt-{epoch}"
-    if target.exists():  # left by a run that resumed from an older checkpoint
-        shutil.rmtree(target)
-    os.rename(staging, target)
+    _install(staging, target)
     _hook("after-rename", epoch)
     for old in _checkpoints(directory)[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)
@@ -116,9 +153,7 @@ def load_checkpoint(directory: Path | None, current_identity: dict):
     A checkpoint written with other hyperparameters is refused (ConfigError naming them)."""
     if directory is None or not directory.is_dir():
         return None
-    for stale in directory.glob(".tmp-ckpt-*"):
-        log.info("removing %s, a checkpoint whose writing was interrupted", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+    _clean_leftovers(directory)
     for path in _checkpoints(directory):
         try:
             state = json.loads((path / STATE_FILE).read_text())
@@ -133,9 +168,37 @@ def load_checkpoint(directory: Path | None, current_identity: dict):
     return None
 
 
+def _clean_leftovers(directory: Path) -> None:
+    """Delete interrupted writes; put back a checkpoint renamed aside whose replacement never came."""
+    for stale in directory.glob(".tmp-ckpt-*"):
+        log.info("removing %s, a checkpoint whose writing was interrupted", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    for aside in directory.glob(".old-ckpt-*"):
+        target = directory / aside.name[len(".old-"):].rsplit("-", 1)[0]
+        if NAME.match(target.name) and not target.exists():
+            log.info("restoring %s, whose replacement was interrupted", target)
+            os.rename(aside, target)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _files_match(path: Path, state: dict) -> bool:
+    expected = state.get("files_sha256")
+    if expected is None:  # written before checkpoints recorded every file
+        return True
+    actual = file_digests(path)
+    if actual != expected:
+        changed = sorted(set(actual) ^ set(expected) | {n for n in actual if actual[n] != expected.get(n)})
+        log.warning("skipping checkpoint %s: %s do not match the digests in %s", path, ", ".join(changed), STATE_FILE)
+        return False
+    return True
+
+
 def _load(path: Path, state: dict):
     import keras
 
+    if not _files_match(path, state):
+        return None
     try:
         model = keras.models.load_model(path / MODEL_FILE)
     except Exception as exc:  # a file cut short: try the checkpoint before
@@ -146,6 +209,10 @@ def _load(path: Path, state: dict):
         return None
     best = None
     if (path / BEST_FILE).exists():
-        with np.load(path / BEST_FILE) as archive:
-            best = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+        try:
+            with np.load(path / BEST_FILE) as archive:
+                best = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+        except Exception as exc:  # a file cut short: try the checkpoint before
+            log.warning("skipping checkpoint %s: %s cannot be loaded (%s)", path, BEST_FILE, exc)
+            return None
     return model, state, best

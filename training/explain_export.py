@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_export import INPUT_NAME, convert_saved_model
+from .onnx_export import INPUT_NAME, convert_saved_model, recorded_digest
 
 log = logging.getLogger("convlab.onnx")
 
@@ -83,7 +83,7 @@ def export_explain(model, model_dir, onnx: bool = True) -> Path | None:
         scratch = Path(tempfile.mkdtemp(prefix=".explain-", dir=model_dir))
         try:
             _probe_saved_model(model, ends, scratch / "1")
-            return convert_saved_model(scratch / "1", model_dir / EXPLAIN_ONNX, ends)
+            return convert_saved_model(scratch / "1", model_dir / EXPLAIN_ONNX, ends, digest=recorded_digest(model_dir))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     except Exception:  # noqa: BLE001 - the page is optional; the model is not

@@ -8,6 +8,7 @@ without tf2onnx the SavedModel serves alone and no model.onnx is written.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import subprocess
@@ -20,6 +21,8 @@ OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 TIMEOUT_SECONDS = 900
+DIGEST_KEY = "weights_sha256"  # in config.json
+DIGEST_METADATA = "convlab_weights_sha256"  # in the ONNX files' metadata
 
 
 def tf2onnx_available() -> bool:
@@ -37,12 +40,23 @@ def export_onnx(model_dir, opset: int = OPSET) -> Path | None:
     if not (saved_model / "saved_model.pb").is_file():
         raise FileNotFoundError(f"{saved_model}: no saved_model.pb; expected the SavedModel that "
                                 "training exports to <model_dir>/1 (see docs/model_dir.md)")
-    return convert_saved_model(saved_model, model_dir / "model.onnx", [OUTPUT_NAME], opset)
+    return convert_saved_model(saved_model, model_dir / "model.onnx", [OUTPUT_NAME], opset,
+                               digest=recorded_digest(model_dir))
 
 
-def convert_saved_model(saved_model: Path, target: Path, outputs: list[str], opset: int = OPSET) -> Path | None:
+def recorded_digest(model_dir: Path) -> str | None:
+    """The weights' sha256 that config.json records, or None."""
+    try:
+        return json.loads((Path(model_dir) / "config.json").read_text()).get(DIGEST_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def convert_saved_model(saved_model: Path, target: Path, outputs: list[str], opset: int = OPSET,
+                        digest: str | None = None) -> Path | None:
     """Convert the serving_default signature of `saved_model` to `target` (input `images`, the given
-    outputs, in any order); None with a warning when tf2onnx is missing or fails."""
+    outputs, in any order), with `digest` (the weights' sha256) in its metadata as
+    `convlab_weights_sha256`; None with a warning when tf2onnx is missing or fails."""
     if not tf2onnx_available():
         log.warning("tf2onnx is not installed: no %s written, serving will use the SavedModel "
                     "(pip install tf2onnx onnx to export it)", target.name)
@@ -65,7 +79,7 @@ def convert_saved_model(saved_model: Path, target: Path, outputs: list[str], ops
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         log.warning("tf2onnx failed (exit %d): no %s written\n%s", result.returncode, target.name, tail)
         return None
-    problem = _check_names(partial, outputs)
+    problem = _check_names(partial, outputs, digest)
     if problem:
         partial.unlink(missing_ok=True)
         log.warning("%s: no %s written", problem, target.name)
@@ -75,13 +89,13 @@ def convert_saved_model(saved_model: Path, target: Path, outputs: list[str], ops
     return target
 
 
-def _check_names(path: Path, outputs: list[str]) -> str | None:
-    """The graph must take `images` and give `outputs` (docs/model_dir.md); checked when the
-    onnx package is installed."""
+def _check_names(path: Path, outputs: list[str], digest: str | None = None) -> str | None:
+    """The graph must take `images` and give `outputs` (docs/model_dir.md); the weights' digest is
+    written into its metadata. Needs the onnx package (tf2onnx depends on it)."""
     try:
         import onnx
     except ImportError:
-        return None
+        return "the onnx package is not installed to check the converted graph" if digest else None
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     inputs = [i.name for i in model.graph.input]
@@ -89,4 +103,10 @@ def _check_names(path: Path, outputs: list[str]) -> str | None:
     if inputs != [INPUT_NAME] or sorted(found) != sorted(outputs):
         return (f"{path}: converted graph has inputs {inputs} and outputs {found}; expected "
                 f"[{INPUT_NAME!r}] and {outputs} from the serving_default signature")
+    if digest:
+        kept = [(prop.key, prop.value) for prop in model.metadata_props if prop.key != DIGEST_METADATA]
+        del model.metadata_props[:]
+        for key, value in [*kept, (DIGEST_METADATA, digest)]:
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
     return None

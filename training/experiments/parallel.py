@@ -24,13 +24,11 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def _worker(core: int | None, channels: dict, runs: str, jobs, results) -> None:
-    """One worker process: pinned to `core`, train runs from `jobs` until it is empty."""
+def _worker(core: int | None, train_one, channels: dict, runs: str, jobs, results) -> None:
+    """One worker process: pinned to `core`, train runs from `jobs` with `train_one` until it is empty."""
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})  # before TensorFlow sizes its thread pools
     logging.basicConfig(level=logging.WARNING)
-    from .runner import StudyRunError, train_one
-
     while True:
         try:
             run = jobs.get_nowait()
@@ -39,15 +37,15 @@ def _worker(core: int | None, channels: dict, runs: str, jobs, results) -> None:
         try:
             metrics = train_one(run, channels, Path(runs))
             results.put((run.run_id, metrics["test_accuracy"], None))
-        except StudyRunError as exc:
+        except Exception as exc:  # noqa: BLE001 - told to the parent, which stops the study
             results.put((run.run_id, None, str(exc)))
             return
 
 
-def train_parallel(todo: list, channels: dict, runs: Path, workers: int, bar) -> None:
-    """Train `todo` in `workers` processes pinned one per core; raise on the first failed run."""
-    from .runner import StudyRunError, prune_models
-
+def train_parallel(todo: list, channels: dict, runs: Path, workers: int, bar, train_one, after_each) -> str | None:
+    """Train `todo` in `workers` processes pinned one per core, each run by `train_one(run, channels,
+    runs)` (a module-level function, sent to the workers), `after_each(runs)` called after each
+    recorded run; the first failed run's error, or None."""
     cores = usable_cores()
     context = multiprocessing.get_context("spawn")
     jobs, results = context.Queue(), context.Queue()
@@ -55,7 +53,7 @@ def train_parallel(todo: list, channels: dict, runs: Path, workers: int, bar) ->
         jobs.put(run)
     processes = [context.Process(target=_worker, daemon=True,
                                  args=(cores[i % len(cores)] if len(cores) >= workers else None,
-                                       channels, str(runs), jobs, results))
+                                       train_one, channels, str(runs), jobs, results))
                  for i in range(workers)]
     for process in processes:
         process.start()
@@ -73,14 +71,13 @@ def train_parallel(todo: list, channels: dict, runs: Path, workers: int, bar) ->
                 failure = error
                 break
             log.info("recorded %s: test accuracy %.4f", run_id, accuracy)
-            prune_models(runs)
+            after_each(runs)
     finally:
         for process in processes:
             if failure:
                 process.terminate()
             process.join()
-    if failure:
-        raise StudyRunError(failure)
+    return failure
 
 
 def _next_result(results, processes):

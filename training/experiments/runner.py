@@ -119,7 +119,10 @@ def run_local(studies: list[Study], channels: dict[str, str], runs: str | Path, 
             from .parallel import train_parallel
 
             with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
-                train_parallel(todo, channels, runs, min(workers, len(todo)), bar)
+                failure = train_parallel(todo, channels, runs, min(workers, len(todo)), bar,
+                                         train_one, prune_models)
+            if failure:
+                raise StudyRunError(failure)
         else:
             _train_all(todo, channels, runs, tqdm(todo, desc=desc, unit="run", disable=not progress))
     return {"planned": len(plan.runs), "trained": [r.run_id for r in todo], "skipped": [r.run_id for r in done]}
