@@ -16,7 +16,7 @@ if [ "$target" = serve ]; then image="${1:-convlab-serve:latest}"; else image="$
 cd "$(dirname "$0")/.."
 
 if ! docker info >/dev/null 2>&1; then
-    echo "docker_build.sh: no Docker engine answers (is dockerd running? scripts/docker_setup.sh starts one as root)" >&2
+    echo "docker_build.sh: no Docker engine answers (is dockerd running? scripts/setup_machine.sh starts one as root)" >&2
     exit 1
 fi
 base="${BASE_IMAGE:-}"
