@@ -62,7 +62,7 @@ setup(
                                     "inference", "inference.*", "deploy", "deploy.*",
                                     "report", "report.*"]),
     package_data={"inference": ["requirements.txt", "static/*.html", "static/*.css", "static/*.js",
-                                "static/samples/*.png"],
+                                "static/*.svg", "static/samples/*.png"],
                   "training": ["requirements.txt", "studies/*.json"]},
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -77,9 +77,9 @@ def export_saved_model(model, config: ModelConfig, path: Path) -> None:
 
 
 def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics: dict, summary: dict,
-                     model_dir: Path) -> None:
+                     model_dir: Path, samples: tuple | None = None) -> None:
     """Write every artifact into a staging folder first, then move them into model_dir, so a failure
-    never leaves a half-written model behind."""
+    never leaves a half-written model behind. samples: (test images, labels) for samples/."""
     import keras
     import tensorflow as tf
 
@@ -108,6 +108,10 @@ def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics:
         from .explain_export import export_explain
 
         export_explain(model, staging, onnx=params.export_onnx)
+        if samples is not None:
+            from .samples_export import export_samples
+
+            export_samples(*samples, metrics["classes"], staging)
         for entry in staging.iterdir():
             target = model_dir / entry.name
             if target.is_dir():

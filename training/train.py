@@ -178,7 +178,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     metrics_log.info(metric_line(final="test", test_loss=metrics["test_loss"], test_accuracy=metrics["test_accuracy"],
                                  val_accuracy=val_accuracy, params=summary["total_params"]))
     if chief:
-        write_artifacts(model, config, params, metrics, summary, Path(model_dir))
+        write_artifacts(model, config, params, metrics, summary, Path(model_dir), samples=data["test"])
     else:
         log.info("not the chief (%s of %s): no model written", current_host, sorted(hosts))
     if multi_worker:
