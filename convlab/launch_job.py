@@ -14,8 +14,8 @@ from convlab.container_failure import clear_previous_run, compose_down, describe
 from convlab.launch_checks import check_docker, planned_upload, read_as_the_job_will
 from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, s3_channels, upload_dataset
 from convlab.sagemaker_setup import (LaunchError, bucket_name, check_instance_type, created_job_name, is_offline,
-                                     offline_role, resolve_role, resolve_training_image, role_checks_off, sagemaker_session,
-                                     training_job)
+                                     offline_role, resolve_role, resolve_training_image, role_checks_off,
+                                     sagemaker_session, training_job)
 from convlab.sdk_local import LOCAL_ENVIRONMENT, local_sdk
 from training.data import find_fashion_mnist
 from training.local import ENTRY_SCRIPT, stage_source_dir
