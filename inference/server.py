@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -156,6 +157,31 @@ def model_dir_problem(model_dir: str) -> str | None:
     return None
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything loads (OSError when the port is taken), as uvicorn
+    binds it: SO_REUSEADDR, inheritable."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _listen_or_say_why(settings, prog: str) -> socket.socket | None:
+    try:
+        return listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (is another "
+              "server using the port?): stop it, or pass --port N (SAGEMAKER_BIND_TO_PORT in a container)",
+              file=sys.stderr)
+        return None
+
+
 def convlab_main(argv: list[str] | None = None) -> int:
     """`convlab serve`: the same server, listening on this machine only unless --host says otherwise."""
     return main(argv, prog="convlab serve", default_host=LOCAL_HOST)
@@ -166,6 +192,9 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
     problem = model_dir_problem(settings.model_dir)
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
+        return 1
+    listening = _listen_or_say_why(settings, prog)
+    if listening is None:
         return 1
     from .app import configure_logging
 
@@ -191,6 +220,7 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
              f", batch transform {settings.batch_strategy}" if settings.batch else "")
     try:
         if settings.workers > 1:
+            listening.close()  # the worker manager binds the port itself
             load_handler(settings.model_dir)  # a broken code/inference.py stops here, once, loudly
             settings_to_environment(settings)
             uvicorn.run("inference.app:app_from_environment", factory=True, workers=settings.workers, **common)
@@ -202,12 +232,15 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
             failed.append(True)
             server.should_exit = True
 
-        server = DrainingServer(uvicorn.Config(build_app(settings, stop_on_failure), **common))
+        app = build_app(settings, stop_on_failure)
+        server = DrainingServer(uvicorn.Config(app, **common))
         # uvicorn re-raises the signal that stopped it once it has drained; by then the shutdown
         # is complete, so it lands on these handlers and the process exits 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stopped_by_signal)
-        server.run()
+        server.run(sockets=[listening])
+        if failed:  # the reason is the last line, after the shutdown's own
+            print(f"{prog}: {app.state.serving.failure or 'the model could not be loaded'}", file=sys.stderr)
         return 1 if failed else 0
     except UserModuleError:
         log.exception("cannot start")
