@@ -177,3 +177,23 @@ def test_each_data_set_gets_its_own_prefix_and_a_foreign_one_is_refused(aws, fas
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="shared/")["Contents"]]
     assert len(keys) == 12 and all("class" in k for k in keys)  # nothing of the second data set was sent
+
+
+def test_container_output_keeps_the_training_lines_without_colour_traces_or_environment_dump():
+    # Lines as docker compose prints a LOCAL_CONTAINER job (captured from a run with convlab:latest).
+    import io
+
+    from convlab.sdk_local import QuietStream
+
+    printed = io.StringIO()
+    stream = QuietStream(printed)
+    for chunk in ("\x1b[36malgo-1_1  |\x1b[0m Starting training script\n\x1b[36malgo-1_1  |\x1b[0m ++ echo",
+                  " 'Setting up environment variables'\n\x1b[36malgo-1_1  |\x1b[0m Environment Variables:\n",
+                  "\x1b[36malgo-1_1  |\x1b[0m SM_HOSTS=[\"algo-1\"]\n\x1b[36malgo-1_1  |\x1b[0m AWS_REGION=us-east-1\n",
+                  "\x1b[36malgo-1_1  |\x1b[0m convlab-metrics epoch=1 loss=2.2968 accuracy=0.1065\n",
+                  "\x1b[36mcontainer_algo-1_1 exited with code 0\n\x1b[0mAborting on container exit...\n"):
+        stream.write(chunk)
+    stream.flush()
+    assert printed.getvalue().splitlines() == [
+        "algo-1_1  | Starting training script", "algo-1_1  | convlab-metrics epoch=1 loss=2.2968 accuracy=0.1065",
+        "container_algo-1_1 exited with code 0", "Aborting on container exit..."]
