@@ -157,29 +157,24 @@ def model_dir_problem(model_dir: str) -> str | None:
     return None
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The server's socket, bound before anything loads (OSError when the port is taken), as uvicorn
-    binds it: SO_REUSEADDR, inheritable."""
+def check_port(host: str, port: int) -> None:
+    """OSError when the port cannot be bound as uvicorn binds it (SO_REUSEADDR): checked before the
+    model loads, so a port in use stops the server at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
 
 
-def _listen_or_say_why(settings, prog: str) -> socket.socket | None:
+def _port_free_or_say_why(settings, prog: str) -> bool:
     try:
-        return listening_socket(settings.host, settings.port)
+        check_port(settings.host, settings.port)
+        return True
     except OSError as exc:
         print(f"{prog}: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (is another "
               "server using the port?): stop it, or pass --port N (SAGEMAKER_BIND_TO_PORT in a container)",
               file=sys.stderr)
-        return None
+        return False
 
 
 def convlab_main(argv: list[str] | None = None) -> int:
@@ -193,8 +188,7 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
         return 1
-    listening = _listen_or_say_why(settings, prog)
-    if listening is None:
+    if not _port_free_or_say_why(settings, prog):
         return 1
     from .app import configure_logging
 
@@ -220,7 +214,6 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
              f", batch transform {settings.batch_strategy}" if settings.batch else "")
     try:
         if settings.workers > 1:
-            listening.close()  # the worker manager binds the port itself
             load_handler(settings.model_dir)  # a broken code/inference.py stops here, once, loudly
             settings_to_environment(settings)
             uvicorn.run("inference.app:app_from_environment", factory=True, workers=settings.workers, **common)
@@ -238,7 +231,7 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
         # is complete, so it lands on these handlers and the process exits 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stopped_by_signal)
-        server.run(sockets=[listening])
+        server.run()
         if failed:  # the reason is the last line, after the shutdown's own
             print(f"{prog}: {app.state.serving.failure or 'the model could not be loaded'}", file=sys.stderr)
         return 1 if failed else 0

@@ -197,3 +197,22 @@ def test_container_output_keeps_the_training_lines_without_colour_traces_or_envi
     assert printed.getvalue().splitlines() == [
         "algo-1_1  | Starting training script", "algo-1_1  | convlab-metrics epoch=1 loss=2.2968 accuracy=0.1065",
         "container_algo-1_1 exited with code 0", "Aborting on container exit..."]
+
+
+def test_deploy_in_the_sandbox_looks_up_no_aws_host(trained_model_dir, fashion_test_images, tmp_path):
+    inputs = png_folder(tmp_path / "inputs", *fashion_test_images, per_class=2)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(RECORDER)
+    lookups = tmp_path / "deploy-lookups.txt"
+    environ = {k: v for k, v in os.environ.items() if k not in AWS_VARIABLES}
+    environ.update(NO_ACCOUNT, TF_CPP_MIN_LOG_LEVEL="2", CONVLAB_LOOKUP_LOG=str(lookups),
+                   PYTHONPATH=os.pathsep.join([str(hook), str(ROOT)]))
+    done = subprocess.run([sys.executable, "-m", "convlab", "deploy", "deploy", "--sandbox", "--model-dir",
+                           str(trained_model_dir), "--input", str(inputs), "--name", "offline", "--work-dir",
+                           str(tmp_path / "work"), "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                          env=environ, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["served_by"] == "local"
+    hosts = lookups.read_text().split() if lookups.exists() else []
+    assert [h for h in hosts if h not in ("127.0.0.1", "localhost")] == [], hosts
