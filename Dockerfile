@@ -12,6 +12,9 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS base
+# Every stage and every image built from this file carries the label, so the untagged images earlier
+# builds leave behind can be removed alone: docker image prune -f --filter label=org.convlab.image
+LABEL org.convlab.image=convlab
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -36,15 +39,17 @@ COPY scripts/serve /usr/local/bin/
 EXPOSE 8080
 CMD ["serve"]
 
-# Full: both programs. Dependencies first, so code changes do not reinstall TensorFlow.
+# Full: both programs. Dependencies first, from only what pip reads to resolve them (setup.py, the
+# constraints, the package markers), so a code or README change keeps TensorFlow's layer cached.
 FROM base AS full
-COPY setup.py README.md ./
+COPY setup.py ./
 COPY convlab/__init__.py convlab/__init__.py
 COPY training/__init__.py training/__init__.py
 COPY inference/__init__.py inference/__init__.py
 COPY deploy/__init__.py deploy/__init__.py
 RUN pip install --no-cache-dir -c constraints.txt ".[onnx]" \
     || { echo "pip could not install the packages: the build needs a package index (docker build --network host uses the host's); offline, see scripts/docker_base.sh" >&2; exit 1; }
+COPY README.md ./
 COPY convlab/ convlab/
 COPY training/ training/
 COPY inference/ inference/

@@ -1,4 +1,6 @@
 """convlab: learn, train and ship convolutional networks on Amazon SageMaker."""
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # Lower bounds are the versions this project is tested with.
@@ -53,7 +55,8 @@ setup(
     name="convlab",
     version="0.1.0",
     description="Train, compare and ship convolutional networks on Amazon SageMaker, or on a laptop.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    # The image's dependency layer installs from setup.py alone (Dockerfile): README.md may be absent.
+    long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").is_file() else "",
     long_description_content_type="text/markdown",
     # 3.10 and later: archives are extracted with tarfile's "data" filter where the interpreter has it
     # (3.10.12+, 3.11.4+, 3.12+), and with the same checks done member by member where it does not.
@@ -62,7 +65,7 @@ setup(
                                     "inference", "inference.*", "deploy", "deploy.*",
                                     "report", "report.*"]),
     package_data={"inference": ["requirements.txt", "static/*.html", "static/*.css", "static/*.js",
-                                "static/samples/*.png"],
+                                "static/*.svg", "static/samples/*.png"],
                   "training": ["requirements.txt", "studies/*.json"]},
     install_requires=CORE,
     extras_require=EXTRAS,

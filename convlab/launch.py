@@ -3,6 +3,7 @@ training job with SDK v3 (`sagemaker.train.ModelTrainer`).
 
     convlab launch --role ARN [--data DIR|s3://PREFIX] [--model cnn] [--epochs 5 ...]
     convlab launch --local-container [--data DIR] ...     (LOCAL_CONTAINER mode: needs Docker)
+    convlab launch --sandbox [--dry-run] [--data DIR] ...  (an embedded AWS: no account needed)
 
 1. data: a local folder in any format the readers accept (default: Fashion-MNIST's IDX files) goes
    to s3://BUCKET/PREFIX/train/ and .../test/ with a progress bar; unchanged files are skipped.
@@ -26,6 +27,7 @@ from convlab.launch_job import (LOCAL_IMAGE, LaunchConfig, LaunchResult, Submiss
                                 job_hyperparameters, launch, submit)
 from convlab.s3data import upload_dataset
 from convlab.sagemaker_setup import ROLE_ENV, LaunchError, resolve_role, sagemaker_session
+from convlab.sdk_local import quiet_sdk_logging
 from training.data import DataError
 
 # The Python API the notebook and scripts use, next to the command line.
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "--filters 64 ...; python -m training.train --help lists them).")
     p.add_argument("--data", help="local data folder or s3:// prefix holding train/ (default: Fashion-MNIST)")
     p.add_argument("--bucket", help="S3 bucket (default: sagemaker-<region>-<account>)")
-    p.add_argument("--prefix", default="convlab/data", help="key prefix for the uploaded data")
+    p.add_argument("--prefix", help="key prefix for the uploaded data (default: convlab/data/<folder>-<content "
+                                    "digest>, one per data set)")
     p.add_argument("--role", help=f"execution role ARN (default: ${ROLE_ENV}, then the caller's role)")
     p.add_argument("--region", help="AWS region (default: the usual AWS configuration)")
     p.add_argument("--hyperparameters", type=Path, help="JSON file of hyperparameters")
@@ -61,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "nothing is written to AWS")
     p.add_argument("--logs", action="store_true", help="stream the job's logs while waiting")
     p.add_argument("--local-container", action="store_true", help="ModelTrainer LOCAL_CONTAINER mode (Docker)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="against an embedded AWS on this machine (no account): the whole plan, the upload and "
+                        "the job record, offline; the job trains nothing")
     p.add_argument("--work-dir", type=Path, default=Path("work/launch"))
     p.add_argument("--no-progress", action="store_true", help="no upload progress bar")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -75,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("botocore", "sagemaker.config"):
+    for noisy in ("botocore", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    quiet_sdk_logging(args.verbose)
     try:
         raw = json.loads(args.hyperparameters.read_text()) if args.hyperparameters else {}
         if not isinstance(raw, dict):
@@ -91,9 +98,16 @@ def main(argv: list[str] | None = None) -> int:
             max_wait_s=args.max_wait, checkpoint_uri=args.checkpoint_uri, output_path=args.output_path,
             local_container=args.local_container, dry_run=args.dry_run, work_dir=args.work_dir,
             progress=not args.no_progress)
-        outcome = launch(cfg, logs=args.logs, wait=not args.no_wait)
+        if args.sandbox and args.local_container:
+            raise LaunchError("--sandbox and --local-container: choose one (the sandbox emulates AWS, "
+                              "--local-container runs the image with Docker)")
+        if args.sandbox:
+            from convlab.launch_sandbox import launch_in_sandbox
+            document = launch_in_sandbox(cfg, logs=args.logs, wait=not args.no_wait)
+        else:
+            document = launch(cfg, logs=args.logs, wait=not args.no_wait).as_dict()
     except (LaunchError, DataError, ValueError, OSError, BotoCoreError, ClientError) as exc:
-        print(f"convlab launch: {exc}", file=sys.stderr)
+        print(f"convlab launch: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    print(json.dumps(outcome.as_dict(), indent=2, default=str))
+    print(json.dumps(document, indent=2, default=str))
     return 0

@@ -6,17 +6,17 @@ convlab/launch.py is the command line over it; `convlab.launch` re-exports what 
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from convlab.container_failure import clear_previous_run, compose_down, describe_failure, host_failures
-from convlab.s3data import (CHANNELS, MetricsUnavailable, describe_transfer, fetch_metrics, plan_transfer,
-                            s3_channels, upload_dataset)
-from convlab.sagemaker_setup import (LaunchError, bucket_name, created_job_name, resolve_role,
-                                     resolve_training_image, sagemaker_session, training_job)
+from convlab.launch_checks import check_docker, planned_upload, read_as_the_job_will
+from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, s3_channels, upload_dataset
+from convlab.sagemaker_setup import (LaunchError, bucket_name, check_instance_type, created_job_name, is_offline,
+                                     offline_role, resolve_role, resolve_training_image, role_checks_off,
+                                     sagemaker_session, training_job)
+from convlab.sdk_local import LOCAL_ENVIRONMENT, local_sdk
 from training.data import find_fashion_mnist
 from training.local import ENTRY_SCRIPT, stage_source_dir
 from training.metrics import METRIC_DEFINITIONS
@@ -33,7 +33,7 @@ class LaunchConfig:
     data: str | None = None                 # local folder or s3:// prefix; None: Fashion-MNIST
     channels: dict[str, str] | None = None  # already uploaded channels (upload_dataset)
     bucket: str | None = None               # default: sagemaker-<region>-<account>
-    prefix: str = "convlab/data"
+    prefix: str | None = None               # default: convlab/data/<folder>-<content digest>
     role: str | None = None
     region: str | None = None
     image_uri: str | None = None
@@ -115,19 +115,6 @@ def job_hyperparameters(raw: dict[str, Any]) -> dict[str, str]:
 
 
 # -- the job -------------------------------------------------------------------------------------
-def check_docker() -> None:
-    hint = "train without Docker with `convlab train --local --train DATA_DIR`"
-    if shutil.which("docker") is None:
-        raise LaunchError(f"--local-container runs the training image with Docker, and there is no "
-                          f"`docker` command here: {hint}")
-    try:
-        running = subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        running = False
-    if not running:
-        raise LaunchError(f"--local-container needs a running Docker engine (`docker info` failed): {hint}")
-
-
 def build_trainer(cfg: LaunchConfig, session: Any, role: str | None, image_uri: str,
                   hyperparameters: dict[str, str]) -> Any:
     from sagemaker.core.training.configs import (CheckpointConfig, Compute, MetricDefinition,
@@ -152,7 +139,7 @@ def build_trainer(cfg: LaunchConfig, session: Any, role: str | None, image_uri: 
                                              max_wait_time_in_seconds=cfg.max_wait_s if spot else None),
         output_data_config=OutputDataConfig(s3_output_path=output, compression_type="GZIP") if output else None,
         checkpoint_config=CheckpointConfig(s3_uri=cfg.checkpoint_uri) if spot else None,
-        local_container_root=str(container_root),
+        local_container_root=str(container_root), environment=dict(LOCAL_ENVIRONMENT) if local else {},
     )
     return trainer.with_metric_definitions(
         [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS])
@@ -165,6 +152,8 @@ def _checked(cfg: LaunchConfig) -> tuple[LaunchConfig, dict[str, str]]:
     if cfg.spot and not cfg.local_container and cfg.max_wait_s < cfg.max_run_s:
         raise LaunchError(f"--max-wait {cfg.max_wait_s} is below --max-run {cfg.max_run_s}: managed spot "
                           "training needs max wait >= max run")
+    if not cfg.local_container:
+        check_instance_type(cfg.instance_type)
     if cfg.instance_count > 1:
         log.info("%d instances: the entry point trains with MultiWorkerMirroredStrategy across SM_HOSTS",
                  cfg.instance_count)
@@ -178,6 +167,7 @@ def _local_channels(cfg: LaunchConfig) -> dict[str, str]:
     data = Path(cfg.data) if cfg.data else find_fashion_mnist()
     if data is None or not data.exists():
         raise LaunchError(f"--local-container reads local data: {cfg.data or 'Fashion-MNIST'} is not here")
+    read_as_the_job_will(data)
     return {c: str((data / c).resolve()) for c in CHANNELS if (data / c).is_dir()} or \
         {"train": str(data.resolve())}
 
@@ -189,10 +179,12 @@ def _s3_channels(cfg: LaunchConfig, session: Any) -> tuple[dict[str, str], dict[
         return dict(cfg.channels), None
     if cfg.data and cfg.data.startswith("s3://"):
         return s3_channels(s3, cfg.data), None
-    if cfg.dry_run:  # plan only: Session.default_bucket() would create the bucket
-        upload = describe_transfer(plan_transfer(s3, cfg.data, bucket_name(session), cfg.prefix))
-        return upload["channels"], upload
-    return upload_dataset(s3, cfg.data, session.default_bucket(), cfg.prefix, cfg.progress), None
+    if not cfg.dry_run:
+        read_as_the_job_will(Path(cfg.data) if cfg.data else find_fashion_mnist())
+        return upload_dataset(s3, cfg.data, session.default_bucket(), cfg.prefix, cfg.progress), None
+    # plan only: Session.default_bucket() would create the bucket
+    upload = planned_upload(s3, cfg.data, bucket_name(session), cfg.prefix)
+    return {c: info["uri"] for c, info in upload["channels"].items()}, upload
 
 
 def _create_job(trainer: Any, cfg: LaunchConfig, channels: dict[str, str]) -> str | None:
@@ -225,19 +217,28 @@ def submit(cfg: LaunchConfig, session: Any = None) -> Submission:
     """Check everything, upload the data, and create the training job (a local container runs now).
 
     With cfg.dry_run nothing is written to AWS: the hyperparameters, role, image, data and the
-    ModelTrainer request are checked, and the upload is only planned (what would go, what is there)."""
+    ModelTrainer request are checked, and the upload is only planned (what would go, what is there).
+    A local container runs with the SDK's telemetry off (convlab.sdk_local)."""
+    if not cfg.local_container:
+        return _submit(cfg, session)
+    with local_sdk(cfg.work_dir):
+        return _submit(cfg, session)
+
+
+def _submit(cfg: LaunchConfig, session: Any = None) -> Submission:
     cfg, hyperparameters = _checked(cfg)
     upload = None
     if cfg.local_container:
         channels = _local_channels(cfg)
         image, source, role = cfg.image_uri or LOCAL_IMAGE, "local image", None
     else:
-        session = session or sagemaker_session(cfg.region, cfg.bucket)
-        role = resolve_role(cfg.role, session)
+        session = session or sagemaker_session(cfg.region, cfg.bucket, offline_ok=cfg.dry_run)
+        role = offline_role(cfg.role) if cfg.dry_run and is_offline(session) else resolve_role(cfg.role, session)
         image, source = resolve_training_image(cfg.image_uri, session.boto_region_name, cfg.instance_type,
                                                cfg.framework_version)
         channels, upload = _s3_channels(cfg, session)
-    trainer = build_trainer(cfg, session, role, image, hyperparameters)
+    with role_checks_off(cfg.dry_run and not cfg.local_container and is_offline(session)):
+        trainer = build_trainer(cfg, session, role, image, hyperparameters)
     mode = "local_container" if cfg.local_container else "sagemaker"
     if cfg.dry_run and not cfg.local_container:
         # ModelTrainer's own dry run uploads the source dir: the request is checked up to there.

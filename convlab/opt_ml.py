@@ -10,6 +10,11 @@ DIR gets what SageMaker gives a training container:
   input/data/<channel>/               the channel's files, hard-linked (copied across file systems)
   model/ output/ checkpoints/         where the container writes
 Channels are real files, not symlinks, so the tree works when mounted into a container.
+
+The tree is laid out fresh: what an earlier layout or run left (model/, output/, checkpoints/,
+channels not given now) is removed and named, so a run never resumes from another data set's
+checkpoint or serves another run's model. --keep-checkpoints keeps checkpoints/ (a stopped run
+then resumes, as a restarted spot job does; on other data it refuses to).
 """
 from __future__ import annotations
 
@@ -70,10 +75,44 @@ def sagemaker_value(value: str) -> str:
         return json.dumps(value)
 
 
+def _count(path: Path) -> str:
+    files = sum(1 for p in path.rglob("*") if p.is_file())
+    return f"{path.name}/ ({files} file{'s' if files != 1 else ''})"
+
+
+def clear_previous(root: Path, channels: dict[str, Path], keep_checkpoints: bool) -> tuple[list[str], list[str]]:
+    """Remove what an earlier layout or run left in root; return (removed, kept), each entry named."""
+    removed, kept = [], []
+    stale = [root / "model", root / "output"]
+    data = root / "input" / "data"
+    if data.is_dir():
+        stale += [p for p in sorted(data.iterdir()) if p.name not in channels]
+    checkpoints = root / "checkpoints"
+    if keep_checkpoints:
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            kept.append(_count(checkpoints))
+    else:
+        stale.append(checkpoints)
+    for path in stale:
+        if path.is_dir() and any(path.rglob("*")):
+            removed.append(_count(path) if path.parent != data else f"input/data/{_count(path)}")
+        if path.is_dir() or path.is_file():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return removed, kept
+
+
 def write_opt_ml(root: Path, channels: dict[str, Path], hyperparameters: dict[str, str],
-                 hosts: list[str] | None = None, current_host: str = "algo-1") -> dict[str, int]:
-    """Lay out root as /opt/ml; return the number of files in each channel."""
+                 hosts: list[str] | None = None, current_host: str = "algo-1",
+                 keep_checkpoints: bool = False, report: dict | None = None) -> dict[str, int]:
+    """Lay out root as /opt/ml, fresh (clear_previous); return the number of files in each channel.
+    `report`, when given, gets "removed" and "kept": what was cleared away and what was kept."""
     hosts = hosts or ["algo-1"]
+    for name, source in channels.items():
+        if not Path(source).exists():
+            raise OptMlError(f"--{name} {source}: no such file or folder")
+    removed, kept = clear_previous(root, channels, keep_checkpoints)
+    if report is not None:
+        report.update(removed=removed, kept=kept)
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     counts = {name: fill_channel(name, Path(source).resolve(), root / "input" / "data" / name)
@@ -102,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                    help="a hyperparameter (repeatable), e.g. --hp epochs=3 --hp model=cnn")
     p.add_argument("--hyperparameters", type=Path, help="a JSON file of hyperparameters (--hp wins)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep DIR/checkpoints/ so the next run resumes from them (default: a fresh tree)")
     return p
 
 
@@ -119,12 +160,19 @@ def main(argv: list[str] | None = None) -> int:
             hyperparameters.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in document.items()})
         hyperparameters.update(parse_hp(args.hp))
         channels = {name: getattr(args, name) for name in CHANNELS if getattr(args, name)}
-        counts = write_opt_ml(args.dir.resolve(), channels, hyperparameters)
+        report: dict = {}
+        counts = write_opt_ml(args.dir.resolve(), channels, hyperparameters,
+                              keep_checkpoints=args.keep_checkpoints, report=report)
     except (OptMlError, OSError) as exc:
         print(f"convlab opt-ml: {exc}", file=sys.stderr)
         return 1
     summary = ", ".join(f"{name}: {n} file{'s' if n != 1 else ''}" for name, n in counts.items())
     print(f"{args.dir}: /opt/ml laid out ({summary}; {len(hyperparameters)} hyperparameters)")
+    if report["removed"]:
+        print(f"removed what an earlier layout or run left: {', '.join(report['removed'])}")
+    if report["kept"]:
+        print(f"kept {', '.join(report['kept'])}: the next run resumes from them if its data and "
+              "hyperparameters match")
     return 0
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from convlab.archives import read_json_member
-from convlab.s3io import (TransferError, download, has_objects, list_objects, plan_uploads, split_uri,
-                          upload_files)
+from convlab.launch_checks import ForeignObjects, dataset_prefix, offline_plans, refuse_foreign_objects
+from convlab.s3io import TransferError, download, has_objects, plan_uploads, split_uri, upload_files
 from training.data import DataError, detect, find_fashion_mnist
 from training.data.base import CLASS_FILES
 
@@ -79,36 +79,44 @@ def _dataset_folder(data: str | Path | None) -> Path:
     return Path(data)
 
 
-def plan_transfer(s3: Any, data: str | Path | None, bucket: str, prefix: str) -> dict[str, Any]:
+def plan_transfer(s3: Any, data: str | Path | None, bucket: str, prefix: str | None,
+                  offline_ok: bool = False) -> dict[str, Any]:
     """What an upload would do, reading S3 only: every file with its key, size, MD5 and whether an
-    identical object is already there (then it is skipped)."""
+    identical object is already there (then it is skipped). prefix None: the data set's own prefix
+    (convlab.launch_checks.dataset_prefix). offline_ok: when S3 cannot be read (no credentials), every
+    file counts as to upload and `s3_note` says why."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     data = _dataset_folder(data)
-    plan, prefix = plan_upload(data), prefix.strip("/")
+    plan = plan_upload(data)
+    prefix = (prefix or dataset_prefix(data, plan)).strip("/")
     entries = [(channel, path, f"{prefix}/{channel}/{relative}") for channel, pairs in plan.items()
                for path, relative in pairs]
-    uploads = plan_uploads(s3, bucket, [(path, key) for _, path, key in entries])
+    note = None
+    try:
+        uploads = plan_uploads(s3, bucket, [(path, key) for _, path, key in entries])
+    except (BotoCoreError, ClientError) as exc:
+        if not offline_ok:
+            raise
+        note = f"S3 was not read ({' '.join(str(exc).split())}): every file is counted as to upload"
+        uploads = offline_plans([(path, key) for _, path, key in entries])
     files = [{"channel": channel, "path": path, "key": key, "md5": up.md5, "bytes": up.size,
               "present": up.present, "upload": up} for (channel, path, key), up in zip(entries, uploads)]
-    return {"data": data, "bucket": bucket, "prefix": prefix, "plan": plan, "files": files,
+    return {"data": data, "bucket": bucket, "prefix": prefix, "plan": plan, "files": files, "s3_note": note,
             "channels": {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in plan}}
 
 
-def describe_transfer(transfer: dict[str, Any]) -> dict[str, Any]:
-    """A dry run's account of an upload: what would go where, and what is already there."""
-    upload = [f for f in transfer["files"] if not f["present"]]
-    return {"bucket": transfer["bucket"], "channels": transfer["channels"],
-            "would_upload": [f"{f['path']} -> s3://{transfer['bucket']}/{f['key']}" for f in upload],
-            "would_skip": [f"s3://{transfer['bucket']}/{f['key']} (unchanged)" for f in transfer["files"]
-                           if f["present"]],
-            "upload_bytes": sum(f["bytes"] for f in upload)}
-
-
-def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
+def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str | None = None,
                    progress: bool = True) -> dict[str, str]:
-    """Upload a data set's files as they are to s3://bucket/prefix/{train,test}/; return the channels."""
+    """Upload a data set's files as they are to s3://bucket/prefix/{train,test}/; return the channels.
+    A channel prefix holding objects that are not in the data is refused before anything is sent."""
     from tqdm import tqdm
 
     transfer = plan_transfer(s3, data, bucket, prefix)
+    try:
+        refuse_foreign_objects(s3, transfer)
+    except ForeignObjects as exc:
+        raise S3DataError(str(exc)) from None
     data, files, channels = transfer["data"], transfer["files"], transfer["channels"]
     bar = tqdm(total=sum(f["bytes"] for f in files), unit="B", unit_scale=True, desc=f"upload {data.name}",
                disable=not progress)
@@ -117,21 +125,9 @@ def upload_dataset(s3: Any, data: str | Path | None, bucket: str, prefix: str,
             upload_files(s3, bucket, [f["upload"] for f in files], callback=bar.update)
         except TransferError as exc:
             raise S3DataError(str(exc)) from None
-    _warn_of_extra_objects(s3, transfer)
     log.info("data %s -> %s (%d files, %d already there)", data, channels, len(files),
              sum(1 for f in files if f["present"]))
     return channels
-
-
-def _warn_of_extra_objects(s3: Any, transfer: dict[str, Any]) -> None:
-    bucket, files = transfer["bucket"], transfer["files"]
-    for channel, uri in transfer["channels"].items():
-        expected = {f["key"] for f in files if f["channel"] == channel}
-        listing = list_objects(s3, bucket, f"{transfer['prefix']}/{channel}/")
-        extra = [obj["Key"] for obj in listing if obj["Key"] not in expected]
-        if extra:
-            log.warning("%s also holds %d objects not in %s (e.g. %s): the job reads them too",
-                        uri, len(extra), transfer["data"], extra[0])
 
 
 def s3_channels(s3: Any, uri: str) -> dict[str, str]:

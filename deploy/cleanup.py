@@ -3,7 +3,8 @@
 A deploy result records where its resources live ("location"): the endpoint URL of a sandbox
 (or other AWS-compatible endpoint), the region, and the account id STS gave. Cleanup talks to
 that place only, and refuses (exit status 1, one line) when the place no longer answers or when
-the current credentials, region or AWS_ENDPOINT_URL point somewhere else.
+the current credentials, region or AWS_ENDPOINT_URL point somewhere else. A `--sandbox` run's
+resources went with its sandbox: cleanup says that nothing remains and exits 0.
 
 Exit status: 0 every chosen resource is deleted or already gone; 1 nothing was tried (bad result
 file, place gone or different, AWS unreachable); 3 some resources could not be deleted (one line
@@ -24,6 +25,10 @@ from deploy.errors import DeployError
 from deploy.resources import REGISTRY, STORAGE, delete_all, label
 
 EXIT_OK, EXIT_REFUSED, EXIT_PARTIAL = 0, 1, 3
+
+
+class SandboxGone(DeployError):
+    """The result's resources lived in a sandbox that has stopped: nothing of them remains."""
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -56,6 +61,9 @@ def locate(result: dict[str, Any], path: Path, region_flag: str | None) -> tuple
     url, region, account = where.get("endpoint_url"), str(where["region"]), str(where["account"])
     place = f"the sandbox at {url}" if where.get("sandbox") else (url or f"account {account} in {region}")
     if url and not answers(url):
+        if where.get("sandbox"):
+            raise SandboxGone(f"{path}: its resources lived in {place}, which stopped when that run ended: "
+                              "nothing remains, nothing to delete")
         raise DeployError(f"{path}: its resources lived in {place}, which no longer answers: "
                           "they are gone with it, nothing to delete")
     current_url = os.environ.get("AWS_ENDPOINT_URL") or None
@@ -78,7 +86,11 @@ def cleanup(path: Path, *, registry: bool, storage: bool,
     """Delete the chosen resources of a deploy result. Returns (report, one line per resource that
     could not be deleted, exit status)."""
     result = read_result(path)
-    region, url = locate(result, path, region_flag)
+    try:
+        region, url = locate(result, path, region_flag)
+    except SandboxGone as gone:
+        return {"result": str(path), "location": result["location"], "deleted": [], "kept": [],
+                "nothing_remains": str(gone)}, [], EXIT_OK
     resources = list(result["resources"])
     skip = (set() if registry else REGISTRY) | (set() if storage else STORAGE)
     chosen = [r for r in resources if r["type"] not in skip]

@@ -8,8 +8,9 @@
     cleanup    delete what a deploy created (from its result JSON), only where it created it
 
 Every command prints one JSON document on stdout; an error is one line on stderr. Exit status:
-0 done; 1 error or refusal, nothing (more) done; 2 bad command-line usage; 3 cleanup could not
-delete some resources (one line each on stderr).
+0 done; 1 error or refusal, nothing (more) done; 2 bad command-line usage; 3 partly done: deploy
+served but some inputs failed (its summary line says how many), or cleanup could not delete some
+resources (one line each on stderr).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from deploy.cli_parser import build_parser
 from deploy.errors import DeployError
 
 log = logging.getLogger(__name__)
+EXIT_PARTIAL = 3
 
 def _run_name(args: argparse.Namespace) -> str:
     return args.name or aws.resource_name("convlab")
@@ -108,7 +110,10 @@ def cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     else:
         result = deploy(deploy_options(args, name))
     log.info("%s; result: %s", summary_line(result), result["result_path"])
-    return result
+    failed = (result.get("predictions") or {}).get("summary", {}).get("failed", 0)
+    if failed:
+        print(f"convlab deploy deploy: {summary_line(result)}", file=sys.stderr)
+    return result, EXIT_PARTIAL if failed else 0
 
 
 def cmd_transform(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,6 +165,8 @@ def cmd_cleanup(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                                      region_flag=args.region)
     for line in failed:
         print(f"convlab deploy cleanup: {line}", file=sys.stderr)
+    if report.get("nothing_remains"):
+        print(f"convlab deploy cleanup: {report['nothing_remains']}", file=sys.stderr)
     return report, status
 
 

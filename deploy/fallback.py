@@ -233,6 +233,9 @@ def summary_line(result: dict[str, Any]) -> str:
         text += f"; predictions: {where}"
     if predictions.get("copied_to"):
         text += f" (copied to {predictions['copied_to']})"
+    counts = predictions.get("summary") or {}
+    if counts.get("failed"):
+        text += f"; {counts['failed']} of {counts.get('inputs', '?')} inputs FAILED (the summary lists each)"
     if predictions.get("accuracy") is not None:
         text += f"; accuracy {predictions['accuracy']:.4f} on {predictions['scored']} labelled images"
     if result.get("error"):

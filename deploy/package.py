@@ -4,8 +4,8 @@ Layout (top level of the archive):
 
     1/saved_model.pb, 1/variables/...   SavedModel in a numbered version folder
     model.onnx                          the model_dir's, else converted from 1/ when tf2onnx is installed
-    labels.json, config.json, metrics.json (+ input.json, model_summary.json, explain.json, explain.onnx
-                                        when present)
+    labels.json, config.json, metrics.json (+ input.json, model_summary.json, explain.json, explain.onnx,
+                                        samples/ when present)
     code/inference.py, code/requirements.txt (+ the modules the handler imports)
 
 `code/` sits beside the version folder, never inside it (sagemaker-python-sdk#831).
@@ -104,6 +104,8 @@ def build_archive(model_dir: str | Path, dest: str | Path | None = None, convert
                     converted = export_for_archive(version_dirs(root)[-1], Path(tmp))
                     if converted:
                         _add(tar, converted, name, mtime)
+            if (root / "samples").is_dir():  # the try-it page's test images
+                _add(tar, root / "samples", "samples", mtime)
             _add(tar, code_dir, "code", mtime)
     members = verify_archive(out)
     log.info("wrote %s (%d members, %.1f KiB)", out, len(members), out.stat().st_size / 1024)

@@ -83,7 +83,13 @@ def _session(ort, path: Path, threads: int, providers: list[str]):
     # throughput measured the same either way on 2 cores; only back-to-back batch calls gain
     # from spinning.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=providers)
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # ONNX Runtime raises its own types for a damaged or foreign file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"{path}: not a model ONNX Runtime can load ({reason}); export it again from the "
+                             "SavedModel (python -m tf2onnx.convert --saved-model <model_dir>/1 --output "
+                             f"{path}), or train again with export_onnx=true") from None
 
 
 def _best_time(session, output: str, feed: dict, repeats: int = 5) -> float:

@@ -89,7 +89,10 @@ async def read_body(receive, declared: str | None, limit: int) -> bytes:
         elif size > limit * DRAIN_FACTOR:
             break  # past the drain budget: answer now, the connection closes
     if size > limit or not keep:
-        raise PayloadTooLarge(f"the body is larger than the {limit / 1048576:g} MB payload limit "
+        exact = bool(declared and declared.isdigit()) or not more  # else the read stopped part way
+        whole, at_least = (int(declared) if declared and declared.isdigit() else size), "" if exact else "at least "
+        raise PayloadTooLarge(f"the body is too large ({at_least}{whole / 1048576:.1f} MB, limit "
+                              f"{limit / 1048576:g} MB): over the {limit / 1048576:g} MB payload limit "
                               "(MaxPayloadInMB / --max-payload-mb)")
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

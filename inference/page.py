@@ -2,7 +2,11 @@
 
     GET  /                  the page (HTML, CSS and JavaScript from inference/static/, nothing external)
     GET  /static/<file>     its files, and a few real Fashion-MNIST test images in static/samples/
-    GET  /samples           the names of those images (JSON)
+    GET  /favicon.ico       the page's icon (static/favicon.svg)
+    GET  /about             the model's classes, input, test accuracy (metrics.json) and the payload limit
+    GET  /samples           the images the page offers (JSON): the model's own test images saved at
+                            training (<model_dir>/samples/, served as /model-samples/<file>), else the
+                            bundled Fashion-MNIST ones for a Fashion-MNIST model, else none
     POST /explain           an image in (same content types and 4xx errors as /invocations), out:
                             the model's input, the feature maps after each conv block and the
                             first-layer filters (JSON)
@@ -31,7 +35,9 @@ log = logging.getLogger("convlab.serve.page")
 
 STATIC = Path(__file__).resolve().parent / "static"
 MEDIA = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
-         ".js": "text/javascript; charset=utf-8", ".png": "image/png"}
+         ".js": "text/javascript; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
+FASHION_MNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"]
 MAPS_PER_BLOCK = 8
 DECIMALS = 4
 
@@ -60,8 +66,61 @@ async def static(request: Request) -> Response:
     return FileResponse(path, media_type=MEDIA[path.suffix])
 
 
+def _document(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _model_dir(request: Request) -> Path:
+    return Path(request.app.state.serving.settings.model_dir)
+
+
+def offered_samples(model_dir: Path) -> dict:
+    """{"source": "model" | "bundled" | "none", "samples": [{"url", "label"}], "note"}."""
+    listed = _document(model_dir / "samples" / "samples.json")
+    entries = listed.get("samples", []) if isinstance(listed, dict) else []
+    own = [{"url": f"/model-samples/{e['file']}", "label": str(e.get("label", ""))} for e in entries
+           if isinstance(e, dict) and (model_dir / "samples" / str(e.get("file"))).is_file()]
+    if own:
+        return {"source": "model", "samples": own, "note": "test images of this model, one per class"}
+    config = _document(model_dir / "config.json") or {}
+    shape = [config.get("preprocessing", {}).get(k) for k in ("height", "width", "channels")]
+    if config.get("classes") == FASHION_MNIST and shape == [28, 28, 1]:
+        bundled = sorted(p.name for p in (STATIC / "samples").glob("*.png"))
+        return {"source": "bundled", "note": "Fashion-MNIST test images",
+                "samples": [{"url": f"/static/samples/{n}", "label": n.rsplit("-test", 1)[0]} for n in bundled]}
+    return {"source": "none", "samples": [],
+            "note": f"{model_dir} holds no samples/ of its own test images: drop an image of one of its classes"}
+
+
 async def samples(request: Request) -> Response:
-    return _json({"samples": sorted(p.name for p in (STATIC / "samples").glob("*.png"))})
+    return _json(offered_samples(_model_dir(request)))
+
+
+async def model_sample(request: Request) -> Response:
+    folder = (_model_dir(request) / "samples").resolve()
+    name = request.path_params["name"]
+    path = (folder / name).resolve()
+    if folder not in path.parents or not path.is_file() or path.suffix != ".png":
+        return _not_found(f"/model-samples/{name}")
+    return FileResponse(path, media_type=MEDIA[".png"])
+
+
+async def favicon(request: Request) -> Response:
+    return FileResponse(STATIC / "favicon.svg", media_type=MEDIA[".svg"])
+
+
+async def about(request: Request) -> Response:
+    """What the page's header says about the model, and the upload limit it checks before sending."""
+    model_dir = _model_dir(request)
+    metrics, config = _document(model_dir / "metrics.json") or {}, _document(model_dir / "config.json") or {}
+    classes = config.get("classes") or metrics.get("classes") or _document(model_dir / "labels.json") or []
+    return _json({"classes": classes, "test_accuracy": metrics.get("test_accuracy"),
+                  "num_test": metrics.get("num_test"), "model_type": metrics.get("model_type"),
+                  "input": config.get("preprocessing"),
+                  "max_payload_mb": request.app.state.serving.settings.max_payload_mb})
 
 
 class Explainer:
@@ -111,7 +170,8 @@ class Explainer:
 
     def explain(self, image: np.ndarray) -> dict:
         """`image` float32 [H, W, C] as the model takes it."""
-        document = {"input": _rounded(image.mean(axis=2)), "blocks": [],
+        shown = image if image.shape[2] == 3 else image.mean(axis=2)  # colour as the model sees it
+        document = {"input": _rounded(shown), "blocks": [],
                     "filters": _filters(self.filters), "source": self.source, "note": self.note}
         if self._run is None:
             return document
@@ -184,4 +244,7 @@ async def explain(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [Route("/", index, methods=["GET"]), Route("/static/{name:path}", static, methods=["GET"]),
-            Route("/samples", samples, methods=["GET"]), Route("/explain", explain, methods=["POST"])]
+            Route("/favicon.ico", favicon, methods=["GET"]), Route("/about", about, methods=["GET"]),
+            Route("/samples", samples, methods=["GET"]),
+            Route("/model-samples/{name:path}", model_sample, methods=["GET"]),
+            Route("/explain", explain, methods=["POST"])]

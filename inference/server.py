@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -156,6 +157,26 @@ def model_dir_problem(model_dir: str) -> str | None:
     return None
 
 
+def check_port(host: str, port: int) -> None:
+    """OSError when the port cannot be bound as uvicorn binds it (SO_REUSEADDR): checked before the
+    model loads, so a port in use stops the server at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+
+
+def _port_free_or_say_why(settings, prog: str) -> bool:
+    try:
+        check_port(settings.host, settings.port)
+        return True
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (is another "
+              "server using the port?): stop it, or pass --port N (SAGEMAKER_BIND_TO_PORT in a container)",
+              file=sys.stderr)
+        return False
+
+
 def convlab_main(argv: list[str] | None = None) -> int:
     """`convlab serve`: the same server, listening on this machine only unless --host says otherwise."""
     return main(argv, prog="convlab serve", default_host=LOCAL_HOST)
@@ -166,6 +187,8 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
     problem = model_dir_problem(settings.model_dir)
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
+        return 1
+    if not _port_free_or_say_why(settings, prog):
         return 1
     from .app import configure_logging
 
@@ -202,12 +225,15 @@ def main(argv: list[str] | None = None, prog: str = "serve", default_host: str =
             failed.append(True)
             server.should_exit = True
 
-        server = DrainingServer(uvicorn.Config(build_app(settings, stop_on_failure), **common))
+        app = build_app(settings, stop_on_failure)
+        server = DrainingServer(uvicorn.Config(app, **common))
         # uvicorn re-raises the signal that stopped it once it has drained; by then the shutdown
         # is complete, so it lands on these handlers and the process exits 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stopped_by_signal)
         server.run()
+        if failed:  # the reason is the last line, after the shutdown's own
+            print(f"{prog}: {app.state.serving.failure or 'the model could not be loaded'}", file=sys.stderr)
         return 1 if failed else 0
     except UserModuleError:
         log.exception("cannot start")

@@ -11,6 +11,7 @@ import numpy as np
 
 from .batching import MicroBatcher
 from .context import RequestContext
+from .errors import ModelLoadError
 from .model_threads import ModelThreads
 from .overrides import Handler
 from .settings import ServeSettings
@@ -30,6 +31,7 @@ class ServingState:
         self.on_fatal = on_fatal
         self.model = None
         self.ready = False
+        self.failure: str | None = None  # why the model could not load, once it could not
         self.started = time.perf_counter()
         self.threads = ModelThreads(settings.model_threads, settings.stall_ms / 1000)
         self.batcher: MicroBatcher | None = None
@@ -42,7 +44,13 @@ class ServingState:
         loop = asyncio.get_running_loop()
         try:
             self.model = await loop.run_in_executor(None, self.handler.model_fn, self.settings.model_dir)
+        except ModelLoadError as exc:  # a model_dir problem, named in the message: no traceback
+            self.failure = f"cannot serve {self.settings.model_dir}: {exc}"
+            log.error("%s; the server stops", self.failure)
+            self.on_fatal()
+            return
         except Exception:
+            self.failure = f"model_fn failed to load {self.settings.model_dir} (traceback above)"
             log.exception("model_fn failed to load %s; the server stops", self.settings.model_dir)
             self.on_fatal()
             return

@@ -16,7 +16,7 @@ if [ "$target" = serve ]; then image="${1:-convlab-serve:latest}"; else image="$
 cd "$(dirname "$0")/.."
 
 if ! docker info >/dev/null 2>&1; then
-    echo "docker_build.sh: no Docker engine answers (is dockerd running? scripts/docker_setup.sh starts one as root)" >&2
+    echo "docker_build.sh: no Docker engine answers (is dockerd running? scripts/setup_machine.sh starts one as root)" >&2
     exit 1
 fi
 base="${BASE_IMAGE:-}"
@@ -33,3 +33,8 @@ echo "building $image (target $target) from $base"
 # Host networking lets pip reach the package index the host reaches (proxies, mirrors).
 docker build --network host --build-arg "BASE_IMAGE=$base" --target "$target" -t "$image" .
 echo "built $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
+# A rebuild leaves the image it replaced untagged (about 2 GB for the full one): say how to remove them.
+stale="$(docker images -q --filter dangling=true --filter label=org.convlab.image | wc -l)"
+if [ "$stale" -gt 0 ]; then
+    echo "$stale untagged convlab image(s) from earlier builds: docker image prune -f --filter label=org.convlab.image removes them"
+fi

@@ -63,15 +63,32 @@ def test_deploy_without_input_creates_nothing_and_writes_no_result(aws, archive,
     assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
 
 
-def test_cleanup_after_a_sandbox_deploy_refuses_in_one_line(trained_model_dir, images_dir, tmp_path, moto_server):
+def test_cleanup_after_a_sandbox_deploy_says_nothing_remains(trained_model_dir, images_dir, tmp_path, moto_server):
     result = sandbox_deploy(trained_model_dir, images_dir, name="demo", work_dir=tmp_path, progress=False)
     assert result["served_by"] == "local" and result["predictions"]["accuracy"] > 0.5
     url = result["sandbox"]["endpoint_url"]
     assert result["location"]["endpoint_url"] == url and result["location"]["sandbox"] is True
     done = convlab("deploy", "cleanup", "--result", result["result_path"])
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deleted"] == []
     assert last_line(done) == (f"convlab deploy cleanup: {result['result_path']}: its resources lived in the "
-                               f"sandbox at {url}, which no longer answers: they are gone with it, nothing to delete")
+                               f"sandbox at {url}, which stopped when that run ended: nothing remains, nothing "
+                               "to delete")
+
+
+def test_a_deploy_with_failed_inputs_exits_non_zero_and_says_how_many(trained_model_dir, images_dir, tmp_path):
+    import shutil
+
+    inputs = Path(shutil.copytree(images_dir, tmp_path / "inputs"))
+    first = sorted(p for p in inputs.rglob("*.png"))[0]
+    first.write_bytes(first.read_bytes()[:30])  # cut short: not a readable image
+    total = len(list(inputs.rglob("*.png")))
+    done = convlab("deploy", "deploy", "--sandbox", "--model-dir", str(trained_model_dir), "--input", str(inputs),
+                   "--name", "cut", "--work-dir", str(tmp_path / "work"), "--no-progress")
+    assert done.returncode == 3, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["served_by"] == "local" and result["predictions"]["summary"]["failed"] == 1
+    assert f"1 of {total} inputs FAILED" in last_line(done)
 
 
 def _edited(path: Path, tmp_path: Path, **location) -> Path:

@@ -186,3 +186,31 @@ def test_a_local_container_failure_is_found_however_docker_compose_exits(tmp_pat
                                       "one of algo-1..algo-2": "DataError: train.gz: not gzip"}
     clear_previous_run(root)  # a new run in the same work dir starts without the old failure
     assert host_failures(root, 2) == {} and "without a failure file" in describe_failure(root, RuntimeError("x"))
+
+
+def test_a_readme_or_code_edit_keeps_the_dependency_layer(tmp_path):
+    text = (REPO / "Dockerfile").read_text()
+    full = [line for line in text[text.index("AS full"):].splitlines() if line and not line.startswith("#")]
+    heavy = next(i for i, line in enumerate(full) if line.startswith("RUN pip install") and "--no-deps" not in line)
+    before = [source for line in full[:heavy] if line.startswith("COPY ") for source in line.split()[1:-1]]
+    assert "setup.py" in before and all(s == "setup.py" or s.endswith("/__init__.py") for s in before), before
+    after = [line for line in full[heavy:] if line.startswith("COPY ")]
+    assert any("README.md" in line for line in after)
+    # pip reads setup.py without README.md beside it, as in that layer.
+    shutil.copy(REPO / "setup.py", tmp_path / "setup.py")
+    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "convlab", done.stderr
+    # Untagged images left by rebuilds can be pruned alone: the label, and the build script says how.
+    assert "LABEL org.convlab.image=convlab" in text[text.index("AS base"):text.index("AS serve")]
+    assert "docker image prune -f --filter label=org.convlab.image" in (SCRIPTS / "docker_build.sh").read_text()
+
+
+def test_scripts_name_only_scripts_that_exist_and_local_trees_are_ignored():
+    for script in SCRIPTS.glob("*.sh"):
+        for named in re.findall(r"scripts/[\w.-]+\.(?:sh|py)", script.read_text()):
+            assert (REPO / named).is_file(), f"{script.name} names {named}, which does not exist"
+    if shutil.which("git") and (REPO / ".git").exists():
+        done = subprocess.run(["git", "check-ignore", "opt_ml/input/config", "work/train/x", "some/opt_ml/model"],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["opt_ml/input/config", "work/train/x", "some/opt_ml/model"], done.stderr

@@ -209,8 +209,11 @@ def test_launch_dry_run_writes_nothing_to_aws(aws, fashion_subset_dir, tmp_path,
                                     "SAGEMAKER_VALIDATE_ROLE": "false"}, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     plan = json.loads(done.stdout)
-    assert plan["dry_run"] is True and plan["channels"]["train"] == f"s3://{TEST_BUCKET}/convlab/data/train/"
-    assert len(plan["upload"]["would_upload"]) == 4 and plan["upload"]["would_skip"] == []
+    prefix = plan["upload"]["prefix"]
+    assert re.fullmatch(rf"convlab/data/{fashion_subset_dir.name}-[0-9a-f]{{12}}", prefix), prefix
+    assert plan["dry_run"] is True and plan["channels"]["train"] == f"s3://{TEST_BUCKET}/{prefix}/train/"
+    train, test = plan["upload"]["channels"]["train"], plan["upload"]["channels"]["test"]
+    assert (train["files"], train["would_upload"], train["unchanged"], test["files"]) == (2, 2, 0, 2)
     assert plan["upload"]["upload_bytes"] == sum(p.stat().st_size for p in fashion_subset_dir.iterdir())
     assert s3.list_buckets().get("Buckets", []) == before == []
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []

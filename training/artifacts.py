@@ -81,9 +81,11 @@ def export_saved_model(model, config: ModelConfig, path: Path) -> None:
 
 
 def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics: dict, summary: dict,
-                     model_dir: Path, input_description: dict | None = None) -> None:
+                     model_dir: Path, input_description: dict | None = None,
+                     samples: tuple | None = None) -> None:
     """Write every artifact into a staging folder first, then replace model_dir's contents with
-    them, so a failure never leaves a half-written model behind and a rerun leaves nothing old."""
+    them, so a failure never leaves a half-written model behind and a rerun leaves nothing old.
+    samples: (test images, labels) for samples/."""
     import keras
     import tensorflow as tf
 
@@ -116,6 +118,10 @@ def write_artifacts(model, config: ModelConfig, params: TrainingParams, metrics:
         from .explain_export import export_explain
 
         export_explain(model, staging, onnx=params.export_onnx)
+        if samples is not None:
+            from .samples_export import export_samples
+
+            export_samples(*samples, metrics["classes"], staging)
         replace_contents(model_dir, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.fingerprint import describe_change
 from .models import ConfigError
 
 log = logging.getLogger("convlab.train")
@@ -39,14 +40,18 @@ RESUMABLE_CHANGES = ("epochs", "verbose", "export_onnx", "max_test_samples", "ea
 TEST_HOOK = "CONVLAB_TEST_CHECKPOINT_HOOK"
 
 
-def identity(hyperparameters: dict, model_config: dict) -> dict:
-    """Everything a resumed run must share with the run that wrote the checkpoint."""
+def identity(hyperparameters: dict, model_config: dict, data: dict | None = None) -> dict:
+    """Everything a resumed run must share with the run that wrote the checkpoint: the hyperparameters,
+    the model and, when given, the fingerprint of the channels (training.data.fingerprint)."""
     fixed = dict(hyperparameters)
     for name in RESUMABLE_CHANGES:
         if not (name == "epochs" and fixed.get("lr_schedule") == "cosine"):
             fixed.pop(name, None)
+    document = {"hyperparameters": fixed, "model": dict(model_config)}
+    if data is not None:
+        document["data"] = data
     # Through JSON, as state.json stores it (tuples become lists).
-    return json.loads(json.dumps({"hyperparameters": fixed, "model": dict(model_config)}))
+    return json.loads(json.dumps(document))
 
 
 def identity_changes(saved: dict, current: dict) -> list[tuple[str, object, object]]:
@@ -61,6 +66,11 @@ def identity_changes(saved: dict, current: dict) -> list[tuple[str, object, obje
 
 
 def check_identity(saved: dict, current: dict, directory: Path) -> None:
+    if "data" in current and saved.get("data") != current["data"]:
+        listed = "; ".join(describe_change(saved.get("data"), current["data"]))
+        raise ConfigError(f"checkpoint {directory} was written while training on other data: {listed}. Resume "
+                          "with the data it started with, or use an empty checkpoint dir (convlab opt-ml lays "
+                          "out a fresh /opt/ml tree unless --keep-checkpoints is given)")
     changes = identity_changes(saved, current)
     if changes:
         listed = "; ".join(f"'{name}' was {old!r}, now {new!r}" for name, old, new in changes)

@@ -41,6 +41,7 @@ from . import checkpoints, distributed, environment  # noqa: E402
 from .artifacts import metrics_document, write_artifacts  # noqa: E402
 from .callbacks import EpochRecorder, metric_line, should_stop  # noqa: E402
 from .data import DataError, ImageSet, load_channels, stratified_split  # noqa: E402
+from .data.fingerprint import fingerprint  # noqa: E402
 from .environment import is_chief  # noqa: E402
 from .hyperparameters import TrainingParams, choose_epochs, describe_hyperparameters, parse_hyperparameters  # noqa: E402
 from .hyperparameters import parse_image_size  # noqa: E402
@@ -106,9 +107,10 @@ def _compile(model, params: TrainingParams, config: ModelConfig, steps_per_epoch
 
 
 def _build_or_resume(strategy, chief: bool, checkpoint_path: Path | None, params: TrainingParams,
-                     config: ModelConfig, steps_per_epoch: int):
-    """(model, state, best weights): from the newest checkpoint of this configuration, else a new model."""
-    identity = checkpoints.identity(params.to_dict(), config.to_dict())
+                     config: ModelConfig, steps_per_epoch: int, data_fingerprint: dict | None = None):
+    """(model, state, best weights): from the newest checkpoint of this configuration and data, else a
+    new model."""
+    identity = checkpoints.identity(params.to_dict(), config.to_dict(), data_fingerprint)
     state = {"identity": identity, "epoch": 0, "history": {}, "seconds_per_epoch": [],
              "best_epoch": 0, "best_val_accuracy": -1.0}
 
@@ -161,6 +163,8 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     multi_worker = distributed.is_multi_worker(strategy)
     chief = is_chief(hosts, current_host)
     data = prepare_data(channels, params)
+    if checkpoint_dir:  # a checkpoint is resumed only on the data it was written for
+        data["fingerprint"] = fingerprint(channels)
     x_train, y_train = data["train"]
     config.input_shape = tuple(int(d) for d in x_train.shape[1:])
     config.num_classes = len(data["classes"])
@@ -188,7 +192,7 @@ def run_training(hyperparameters: dict, channels: dict[str, str], model_dir: str
     if chief:
         try:
             write_artifacts(model, config, params, metrics, summary, Path(model_dir),
-                            describe_inputs(x_train, params.seed))
+                            describe_inputs(x_train, params.seed), samples=data["test"])
         except Exception as exc:  # the other workers wait for the model: the barrier tells them why
             if not multi_worker:
                 raise
@@ -210,7 +214,7 @@ def _train(strategy, chief: bool, checkpoint_path: Path | None, params: Training
     a float32 copy with the same weights is returned, so what is evaluated and exported is float32."""
     with precision_policy(params.precision):
         model, state, best_weights = _build_or_resume(strategy, chief, checkpoint_path, params, config,
-                                                      steps_per_epoch)
+                                                      steps_per_epoch, data.get("fingerprint"))
         train_ds, val_ds, test_ds = _datasets(data, params, config, state["epoch"])
         recorder = EpochRecorder(checkpoint_path, state, params.early_stopping_patience, write=chief,
                                  patience_fraction=params.early_stopping_fraction,

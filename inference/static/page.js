@@ -3,6 +3,8 @@
 // POST /explain, both answered by the server that serves this page. Nothing is fetched elsewhere.
 
 const $ = (id) => document.getElementById(id);
+const MB = 1024 * 1024;
+let payloadLimitMb = null;  // from GET /about: an upload over it is refused before it is sent
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 
 function viridis(t) {
@@ -44,11 +46,24 @@ function showError(document_, status) {
   $("answer").hidden = true;
   $("waiting").hidden = true;
   $("blocks").replaceChildren();
-  $("inside-note").textContent = "No feature maps: the server could not read this file as an image.";
+  $("blocks").hidden = true;
+  $("inside-note").textContent = status === 413 ? "No feature maps: the file is too large to send."
+    : status === 400 ? "No feature maps: the server could not read this file as an image."
+    : `No feature maps: ${document_.message || "the server gave no reason"}`;
+}
+
+function tooLarge(size) {
+  return {status: 413, error: "payload too large",
+          message: `too large (${(size / MB).toFixed(1)} MB, limit ${payloadLimitMb} MB)`};
 }
 
 async function post(path, body, type) {
-  const response = await fetch(path, {method: "POST", body, headers: {"Content-Type": type, "Accept": "application/json"}});
+  let response;
+  try {
+    response = await fetch(path, {method: "POST", body, headers: {"Content-Type": type, "Accept": "application/json"}});
+  } catch (e) {
+    return {ok: false, status: 0, document: {error: "no answer", message: `${path}: the server closed the connection`}};
+  }
   let document_;
   try { document_ = await response.json(); } catch (e) { document_ = {message: `${path} answered ${response.status}`}; }
   return {ok: response.ok, status: response.status, document: document_};
@@ -74,13 +89,16 @@ function showPrediction(prediction) {
 }
 
 function showInside(explained) {
-  paint($("input"), explained.input, (v) => { const g = Math.round(255 * v); return [g, g, g]; });
+  const colour = Array.isArray(explained.input[0][0]);  // [H][W][3] for an RGB model, [H][W] for grayscale
+  paint($("input"), explained.input, colour ? (v) => v.map((c) => Math.round(255 * c))
+                                            : (v) => { const g = Math.round(255 * v); return [g, g, g]; });
   const h = explained.input.length, w = explained.input[0].length;
   const steps = explained.preprocessing ? explained.preprocessing.photo_mapping : "";
   const mapped = steps && !["none", "off", "unchanged"].includes(steps) ? `, ${steps.replaceAll("+", ", ")}` : "";
-  $("input-caption").textContent = `what the model sees (${h}x${w}${mapped})`;
+  $("input-caption").textContent = `what the model sees (${h}x${w}${colour ? ", colour" : ""}${mapped})`;
   const blocks = $("blocks");
   blocks.replaceChildren();
+  blocks.hidden = explained.blocks.length === 0;
   $("inside-note").textContent = explained.blocks.length
     ? `The ${explained.blocks[0].maps.length} most active channels after each conv block (yellow = strong), ` +
       `computed with ${explained.source}.`
@@ -121,6 +139,7 @@ function showFilters(filters) {
     box.appendChild(canvas);
   });
   box.dataset.drawn = "1";
+  $("filters-section").hidden = false;
 }
 
 async function classify(blob, name) {
@@ -129,6 +148,11 @@ async function classify(blob, name) {
   $("waiting").hidden = false;
   $("waiting").textContent = `Predicting ${name}…`;
   document.body.dataset.state = "busy";
+  if (payloadLimitMb !== null && blob.size > payloadLimitMb * MB) {
+    showError(tooLarge(blob.size), 413);
+    document.body.dataset.state = "error";
+    return;
+  }
   if ($("photo").src.startsWith("blob:")) URL.revokeObjectURL($("photo").src);
   $("photo").src = URL.createObjectURL(blob);
   const [predicted, explained] = await Promise.all([post("/invocations", blob, type), post("/explain", blob, type)]);
@@ -146,33 +170,53 @@ async function classify(blob, name) {
 
 async function loadSamples() {
   const response = await fetch("/samples");
-  const {samples} = await response.json();
-  samples.forEach((file) => {
+  const offered = await response.json();
+  const hint = $("samples-hint"), box = $("samples");
+  hint.textContent = offered.samples.length ? `or take one of these ${offered.note}:` : offered.note;
+  hint.hidden = false;
+  offered.samples.forEach(({url, label}) => {
     const button = document.createElement("button");
     button.type = "button";
-    button.title = file.replace(/-test\d+\.png$/, "");
-    button.dataset.sample = file;
+    button.title = label;
+    button.dataset.sample = url.split("/").pop();
     const img = document.createElement("img");
-    img.src = `/static/samples/${file}`;
-    img.alt = button.title;
+    img.src = url;
+    img.alt = label;
     button.appendChild(img);
     button.addEventListener("click", async () => {
       const blob = await (await fetch(img.src)).blob();
-      classify(blob, button.title);
+      classify(blob, label);
     });
-    $("samples").appendChild(button);
+    box.appendChild(button);
   });
+  box.hidden = offered.samples.length === 0;
+}
+
+function describe(about, ping) {
+  const parts = [];
+  const classes = about.classes || [];
+  if (classes.length) {
+    const shown = classes.slice(0, 6).join(", ") + (classes.length > 6 ? `, … (${classes.length - 6} more)` : "");
+    parts.push(`${classes.length} classes: ${shown}`);
+  }
+  if (typeof about.test_accuracy === "number") {
+    parts.push(`test accuracy ${(100 * about.test_accuracy).toFixed(1)} %` +
+               (about.num_test ? ` on ${about.num_test} images` : ""));
+  }
+  parts.push(ping.ok ? `${(ping.info.model && ping.info.model.backend) || "custom"} backend`
+                     : "still loading; try again in a moment");
+  return parts.join(" · ");
 }
 
 async function loadInfo() {
   try {
-    const response = await fetch("/ping");
-    const info = await response.json();
-    $("model-info").textContent = response.ok
-      ? `Model ready (${info.model.backend || "custom"} backend).`
-      : "The model is still loading; try again in a moment.";
+    const [aboutResponse, pingResponse] = await Promise.all([fetch("/about"), fetch("/ping")]);
+    const about = await aboutResponse.json();
+    payloadLimitMb = about.max_payload_mb;
+    $("model-info").textContent = describe(about, {ok: pingResponse.ok, info: await pingResponse.json()});
+    $("model-info").title = (about.classes || []).join(", ");
   } catch (e) {
-    $("model-info").textContent = "The server does not answer /ping.";
+    $("model-info").textContent = "The server does not answer /about and /ping.";
   }
 }
 
