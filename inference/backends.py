@@ -1,9 +1,9 @@
 """Model backends behind one small interface: `predict(float32 [N, H, W, C]) -> [N, classes]`.
 
-ONNX Runtime on model.onnx when the file exists and onnxruntime imports (0.065 ms per image here),
-otherwise the SavedModel's serving_default signature (0.7 ms). Keras `model.predict` is never used
-per request (48 ms a call). TensorFlow is imported only by the SavedModel backend: ONNX Runtime
-and TensorFlow in one process slow each other down.
+ONNX Runtime on model.onnx when the file exists and onnxruntime imports, otherwise the SavedModel's
+serving_default signature. Keras `model.predict` is never used per request (its per-call overhead
+dwarfs a small model). TensorFlow is imported only by the SavedModel backend: ONNX Runtime and
+TensorFlow in one process slow each other down.
 """
 from __future__ import annotations
 

@@ -44,3 +44,15 @@ def test_the_readme_states_the_studys_numbers():
             stated = f"{setting.label} {pct_pm(setting)} % (n={setting.n})"
             assert stated in readme, stated
     assert re.search(r"\(docs/lab/README\.md\)", readme)
+
+
+def test_the_readmes_verdicts_are_the_reports():
+    """Every difference and interval the README's answers state is one the published report computed."""
+    readme = (REPO / "README.md").read_text()
+    answers = readme[readme.index("## The lab's answers"):readme.index("## Three ways to run")]
+    report = (LAB / "README.md").read_text()
+    stated = re.findall(r"([\w .,+x-]+? vs [\w .,+x-]+?): ([+-][\d.]+ points, 95 % interval \[[^\]]+\])", answers)
+    assert len(stated) >= 9, stated
+    for pair, numbers in stated:
+        pair = pair.split(". ")[-1].split("; ")[-1].strip()
+        assert f"{pair}: difference {numbers}" in report, (pair, numbers)
