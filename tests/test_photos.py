@@ -170,3 +170,15 @@ def test_accuracy_plain_vs_photo_for_the_report(trained_model_dir, fashion_test_
     result = accuracy_plain_vs_photo(trained_model_dir, images[:80], labels[:80], seed=4)
     assert result["images"] == 80 and set(result) == {"images", "plain", "photo", "photo_unmapped"}
     assert result["photo"] >= 0.8 * result["plain"] and result["photo_unmapped"] < result["photo"] - 0.2, result
+
+
+def test_the_readmes_photo_is_the_generators(fashion_mnist):
+    """docs/photo-ankle-boot.jpg is photo_like() of the first test image with seed 0, as the README says."""
+    from pathlib import Path
+
+    from convlab.photos import photo_like
+
+    _, test = fashion_mnist
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "photo-ankle-boot.jpg").read_bytes()
+    assert photo_like(test.images[0][..., 0] if test.images.ndim == 4 else test.images[0], 0, 0) == committed
+    assert test.classes[test.labels[0]] == "Ankle boot"
