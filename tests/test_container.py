@@ -302,15 +302,24 @@ def test_model_trainer_local_container_on_two_instances_trains_one_model(
     assert abs(two - one) <= 0.06, (two, one)
 
 
-def test_a_failing_container_ends_launch_with_one_line(convlab_image, tmp_path):
+def test_corrupt_data_is_refused_before_any_container_runs(convlab_image, tmp_path):
     data = tmp_path / "data" / "train"
     data.mkdir(parents=True)
     (data / "train-images-idx3-ubyte.gz").write_bytes(b"\x00not gzip" * 50)
     (data / "train-labels-idx1-ubyte.gz").write_bytes(b"\x00not gzip" * 5)
     result, _ = launch_local_container(data.parent, tmp_path / "work")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "train-images-idx3-ubyte.gz" in last and "gzip" in last and "algo-1" not in last, last
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failing_container_ends_launch_with_one_line(convlab_image, channels_dir, tmp_path):
+    # Data the launch accepts, with class names only the entry point in the container checks.
+    result, _ = launch_local_container(channels_dir, tmp_path / "work", "--class_names", "a,b")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("convlab launch: algo-1 failed: DataError: ") and "gzip" in last, last
+    assert last.startswith("convlab launch: algo-1 failed: DataError: ") and "class_names" in last, last
     assert "Traceback" not in result.stderr
 
 
