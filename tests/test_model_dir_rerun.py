@@ -35,7 +35,8 @@ def test_a_rerun_replaces_the_model_dir_and_a_stale_onnx_is_refused(fashion_subs
 
     run_training(dict(RUN, seed=8, export_onnx="false"), channels, str(model_dir))
     assert sorted(p.name for p in model_dir.iterdir()) == sorted(
-        ["1", "model.keras", "labels.json", "config.json", "metrics.json", "model_summary.json", "explain.json"])
+        ["1", "model.keras", "labels.json", "config.json", "metrics.json", "model_summary.json", "explain.json",
+         "input.json", "samples"])
     second = json.loads((model_dir / "config.json").read_text())["weights_sha256"]
     assert second != digest
     assert load_model(model_dir).info["backend"] == "savedmodel"

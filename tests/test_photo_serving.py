@@ -248,7 +248,8 @@ def test_the_local_fallback_maps_photos(aws, deny_operations, server, photo_dir,
     s3 = boto3.client("s3")
     listed = s3.list_objects_v2(Bucket="lab-bucket", Prefix=PREDICTIONS)["Contents"]
     pairs = [(o["Key"][len(PREDICTIONS):-len(".out")],
-              s3.get_object(Bucket="lab-bucket", Key=o["Key"])["Body"].read()) for o in listed]
+              s3.get_object(Bucket="lab-bucket", Key=o["Key"])["Body"].read()) for o in listed
+             if o["Key"].endswith(".out")]  # beside them: the transform's manifest
     assert len(pairs) == COUNT
     accuracy, steps = scored(pairs, trained_model_dir)
     served_accuracy = np.mean(predicted(server.port, photos[0], "image/jpeg")[0] == photos[1])

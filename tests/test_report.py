@@ -45,7 +45,7 @@ def test_the_report_and_every_figure_it_references_exist(study_report):
     assert not re.search(r'src="(?!data:)', html)
     expected = {"eda_class_distribution", "eda_samples", "eda_mean_images", "eda_pixel_histogram",
                 "baseline_params", "baseline_learning_curves", "baseline_confusion", "baseline_per_class",
-                "cnn_filters", "cnn_feature_maps", "cnn_grad_cam", "misclassified"}
+                "cnn_filters", "cnn_feature_maps", "cnn_grad_cam", "misclassified", "new_photos"}
     for study in ("baseline", "kernel_size"):
         expected |= {f"study_{study}_{what}" for what in ("accuracy", "cost", "time")}
     assert {Path(p).stem for p in referenced} == expected
