@@ -120,19 +120,3 @@ def summarise_transfer(transfer: dict[str, Any], readers: dict[str, dict[str, An
             "upload_bytes": sum(f["bytes"] for f in upload),
             "first_paths": [f"{f['path']} -> s3://{bucket}/{f['key']}" for f in files[:FIRST_PATHS]],
             "more_paths": max(0, len(files) - FIRST_PATHS), "s3_note": transfer.get("s3_note")}
-
-
-def planned_upload(s3: Any, data: str | Path | None, bucket: str, prefix: str | None) -> dict[str, Any]:
-    """A dry run's upload: planned (S3 read only, or not at all without credentials), the data read as
-    the job will, a foreign channel prefix refused (LaunchError), and the plan summarised."""
-    from convlab.s3data import plan_transfer
-    from convlab.sagemaker_setup import LaunchError
-
-    transfer = plan_transfer(s3, data, bucket, prefix, offline_ok=True)
-    readers = read_as_the_job_will(transfer["data"])
-    if transfer["s3_note"] is None:
-        try:
-            refuse_foreign_objects(s3, transfer)
-        except ForeignObjects as exc:
-            raise LaunchError(str(exc)) from None
-    return summarise_transfer(transfer, readers)

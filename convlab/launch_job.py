@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from convlab.container_failure import clear_previous_run, compose_down, describe_failure, host_failures
-from convlab.launch_checks import check_docker, planned_upload, read_as_the_job_will
-from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, s3_channels, upload_dataset
+from convlab.launch_checks import check_docker, read_as_the_job_will
+from convlab.s3data import CHANNELS, MetricsUnavailable, fetch_metrics, planned_upload, s3_channels, upload_dataset
 from convlab.sagemaker_setup import (LaunchError, bucket_name, check_instance_type, created_job_name, is_offline,
                                      offline_role, resolve_role, resolve_training_image, role_checks_off,
                                      sagemaker_session, training_job)

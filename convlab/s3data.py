@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from convlab.archives import read_json_member
-from convlab.launch_checks import ForeignObjects, dataset_prefix, offline_plans, refuse_foreign_objects
+from convlab.launch_checks import (
+    ForeignObjects, dataset_prefix, offline_plans, read_as_the_job_will, refuse_foreign_objects, summarise_transfer,
+)
 from convlab.s3io import TransferError, download, has_objects, plan_uploads, split_uri, upload_files
 from training.data import DataError, detect, find_fashion_mnist
 from training.data.base import CLASS_FILES
@@ -169,3 +171,18 @@ def fetch_metrics(s3: Any, model_uri: str, dest: Path) -> dict[str, Any]:
             return metrics
     raise MetricsUnavailable(f"no metrics.json: neither {output_uri} nor {model_uri} exists or holds one "
                              "(the job wrote no artifacts there)")
+
+
+def planned_upload(s3: Any, data: str | Path | None, bucket: str, prefix: str | None) -> dict[str, Any]:
+    """A dry run's upload: planned (S3 read only, or not at all without credentials), the data read as
+    the job will, a foreign channel prefix refused (LaunchError), and the plan summarised."""
+    from convlab.sagemaker_setup import LaunchError
+
+    transfer = plan_transfer(s3, data, bucket, prefix, offline_ok=True)
+    readers = read_as_the_job_will(transfer["data"])
+    if transfer["s3_note"] is None:
+        try:
+            refuse_foreign_objects(s3, transfer)
+        except ForeignObjects as exc:
+            raise LaunchError(str(exc)) from None
+    return summarise_transfer(transfer, readers)
