@@ -27,7 +27,7 @@ def _without_empty_dicts(value: Any) -> Any:
     return value
 
 
-def _drop_empty_dicts(parsed: Any = None, **_: Any) -> None:
+def drop_empty_dicts(parsed: Any = None, **_: Any) -> None:
     """moto answers some optional structures as {} (VpcConfig={}), which AWS leaves out and the SDK's
     shapes refuse: drop them from the sandbox's SageMaker answers."""
     if isinstance(parsed, dict):
@@ -53,7 +53,7 @@ def sandbox_session(region: str | None, work_dir) -> Iterator[tuple[Any, Any]]:
             boto_session = boto3.Session(region_name=sandbox.region,
                                          aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                                          aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-            boto_session.events.register("after-call.sagemaker", _drop_empty_dicts)
+            boto_session.events.register("after-call.sagemaker", drop_empty_dicts)
             boto_session.client("s3").create_bucket(Bucket=SANDBOX_BUCKET)
             yield sagemaker_session(sandbox.region, SANDBOX_BUCKET, boto_session), sandbox
     finally:

@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from convlab.launch_sandbox import drop_empty_dicts  # the sandbox's own after-call hook, shared by the tests
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_BUCKET = "convlab-tests"
 LAB_ROLE = "arn:aws:iam::123456789012:role/LabRole"
@@ -33,22 +35,6 @@ from tests.fixtures_sdk import drop_empty_dicts
 
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call.sagemaker", drop_empty_dicts))
 '''
-
-
-def _without_empty_dicts(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_empty_dicts(v) for k, v in value.items() if not (isinstance(v, dict) and not v)}
-    if isinstance(value, list):
-        return [_without_empty_dicts(v) for v in value]
-    return value
-
-
-def drop_empty_dicts(parsed: Any = None, **_: Any) -> None:
-    """after-call handler: remove empty-dict fields from a parsed SageMaker answer, in place."""
-    if isinstance(parsed, dict):
-        cleaned = _without_empty_dicts(parsed)
-        parsed.clear()
-        parsed.update(cleaned)
 
 
 def install_hook(boto_session: Any) -> Any:
